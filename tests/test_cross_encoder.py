@@ -43,3 +43,11 @@ def test_rerank_benchmark_prints_its_json():
         assert key in result
     assert (result['arch'], result['candidates']) == ('blip', 2)
     assert result['max_abs_diff'] <= 1e-4
+
+
+def test_query_cache_benchmark_prints_its_json():
+    out = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'query_cache.py'), '--gallery', '30', '--queries', '3', '--k1', '10', '--k2', '5'],
+                         capture_output=True, text=True, env=ENV, timeout=600)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result['identical'] is True and result['first_ms'] > 0 and result['repeat_ms'] > 0

@@ -1,0 +1,72 @@
+"The installed `hybrid-retrieval` command: the plan's usage lines, offline on tiny models, and one-line errors."
+import json, os, shutil, subprocess
+from pathlib import Path
+import pytest
+from hybrid_retrieval.tiny import save_tiny_blip2_itm, save_tiny_clip
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('cli')
+    clip, blip2 = save_tiny_clip(tmp/'clip'), save_tiny_blip2_itm(tmp/'blip2')
+    config = tmp/'config.yaml'
+    config.write_text(f'hybrid_search:\n  stage1: {{model: "local-dir:{clip}"}}\n  stage2: {{model: "{blip2}"}}\n'
+                      '  performance: {show_progress: false}\n')
+    environ = {**os.environ, 'HYBRID_RETRIEVAL_CONFIG': str(config), 'XDG_CACHE_HOME': str(tmp/'cache'), 'HF_HUB_OFFLINE': '1'}
+    return tmp, environ
+
+
+def cli(environ, *args, cwd=None):
+    exe = shutil.which('hybrid-retrieval')
+    assert exe, 'the hybrid-retrieval console script is not installed'
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=environ, cwd=cwd, timeout=300)
+
+
+def test_index_then_the_plans_usage_lines(env):
+    tmp, environ = env
+    done = cli(environ, 'index', '--sample', str(tmp/'sample'))
+    assert done.returncode == 0, done.stderr
+    assert f"indexed 36 images in {tmp/'cache'/'hybrid_retrieval'/'index'}" in done.stdout
+
+    done = cli(environ, 'search', 'a dog playing', '--k1', '100', '--k2', '10')
+    assert done.returncode == 0, done.stderr
+    assert 'k1 (100) exceeds the gallery size (36): using 36' in done.stderr
+    assert len(done.stdout.strip().splitlines()) == 13
+
+    photo = sorted((tmp/'sample').glob('*.png'))[10]
+    done = cli(environ, 'search', '--image', str(photo), '--k2', '20', '--format', 'json')
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert len(result['results']) == 20 and result['results'][0]['image_id'] == photo.name
+
+    done = cli(environ, 'search', 'sunset beach', '--output', 'results.json', cwd=tmp)
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((tmp/'results.json').read_text())
+    assert saved['query'] == 'sunset beach' and len(saved['results']) == 10 and not saved['fallback']
+
+
+def test_save_results_writes_json_in_the_cache(env):
+    tmp, environ = env
+    if not (tmp/'cache'/'hybrid_retrieval'/'index').exists(): cli(environ, 'index', '--sample', str(tmp/'sample'))
+    done = cli(environ, 'search', 'a red circle', '--save-results')
+    assert done.returncode == 0, done.stderr
+    saved = Path(done.stderr.strip().splitlines()[-1].removeprefix('saved results to '))
+    assert saved.parent == tmp/'cache'/'hybrid_retrieval'/'results' and json.loads(saved.read_text())['query'] == 'a red circle'
+
+
+@pytest.mark.parametrize('args, code, message', [
+    (('search', 'a dog', '--k2', '0'), 1, 'hybrid_search.stage2.k2 must be a positive integer, got 0'),
+    (('search', 'a dog', '--k1', '5', '--k2', '10'), 1, 'hybrid_search.stage2.k2 (10) must not exceed hybrid_search.stage1.k1 (5)'),
+    (('search', 'a dog', '--index', '/no/such/index'), 1, 'no index at /no/such/index'),
+    (('search', 'a dog', '--config', '/no/such.yaml'), 1, 'configuration file not found: /no/such.yaml'),
+    (('search', '--image', '/no/such.jpg'), 1, '/no/such.jpg: file not found'),
+    (('search', 'a dog', '--k1', 'many'), 2, "argument --k1: invalid int value: 'many'"),
+    (('frobnicate',), 2, "invalid choice: 'frobnicate'"),
+])
+def test_bad_input_gets_one_line_and_no_traceback(env, args, code, message):
+    tmp, environ = env
+    if not (tmp/'cache'/'hybrid_retrieval'/'index').exists(): cli(environ, 'index', '--sample', str(tmp/'sample'))
+    done = cli(environ, *args)
+    assert done.returncode == code
+    assert message in done.stderr and 'Traceback' not in done.stderr
+    if code == 1: assert len(done.stderr.strip().splitlines()) == 1, done.stderr
