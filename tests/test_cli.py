@@ -70,3 +70,16 @@ def test_bad_input_gets_one_line_and_no_traceback(env, args, code, message):
     assert done.returncode == code
     assert message in done.stderr and 'Traceback' not in done.stderr
     if code == 1: assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_eval_writes_json_csv_and_figure(env):
+    tmp, environ = env
+    done = cli(environ, 'eval', '--sample', str(tmp/'evalset'), '--methods', 'clip,hybrid,cross', '--queries', '15',
+               '--output', str(tmp/'eval'/'report.json'))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp/'eval'/'report.json').read_text())
+    assert {(r['method'], r['direction']) for r in report['results']} == {(m, d) for m in ('clip', 'hybrid', 'cross') for d in ('t2i', 'i2t')}
+    assert all(0 <= r['R@1'] <= r['R@5'] <= r['R@10'] <= 1 for r in report['results'])
+    assert report['bi_encoder'].startswith('local-dir:') and report['versions']['torch']
+    assert (tmp/'eval'/'report.csv').read_text().startswith('method,direction,queries,R@1')
+    assert (tmp/'eval'/'report.png').read_bytes()[:4] == b'\x89PNG'
