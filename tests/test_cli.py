@@ -1,5 +1,5 @@
 "The installed `hybrid-retrieval` command: the plan's usage lines, offline on tiny models, and one-line errors."
-import json, os, shutil, subprocess
+import json, os, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 from hybrid_retrieval.tiny import save_tiny_blip2_itm, save_tiny_clip
@@ -17,7 +17,8 @@ def env(tmp_path_factory):
 
 
 def cli(environ, *args, cwd=None):
-    exe = shutil.which('hybrid-retrieval')
+    beside = Path(sys.executable).parent/'hybrid-retrieval'   # where pip puts console scripts for this interpreter
+    exe = str(beside) if beside.is_file() else shutil.which('hybrid-retrieval')
     assert exe, 'the hybrid-retrieval console script is not installed'
     return subprocess.run([exe, *args], capture_output=True, text=True, env=environ, cwd=cwd, timeout=300)
 
