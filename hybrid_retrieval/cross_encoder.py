@@ -91,7 +91,7 @@ def image_key(image:str|Path|Image.Image)->str:
     except OSError: raise ImageLoadError(path, 'file not found') from None
     return f'{path.resolve()}|{st.st_size}|{st.st_mtime_ns}'
 
-# %% ../nbs/04_cross_encoder.ipynb #8e70d0aa
+# %% ../nbs/04_cross_encoder.ipynb #6afbd4f9
 def _human(n:int)->str:
     for unit in ('B', 'KiB', 'MiB'):
         if n < 1024: return f'{n:.0f} {unit}' if unit == 'B' else f'{n:.1f} {unit}'
@@ -109,7 +109,7 @@ class FeatureStore:
         self._mem,self.nbytes,self.hits,self.misses = OrderedDict(),0,0,0
         self.disk_dir = None
         if disk_dir is not None:
-            self.disk_dir = Path(disk_dir)/sha256_str(model_id)[:16]
+            self.disk_dir = Path(disk_dir).expanduser()/sha256_str(model_id)[:16]
             manifest = self.disk_dir/'manifest.json'
             if manifest.is_file():
                 found = json.loads(manifest.read_text()).get('model_id')

@@ -28,10 +28,10 @@ class ImageLoadError(HybridRetrievalError):
         self.path,self.reason = str(path),reason
         super().__init__(f"cannot load image {self.path}: {reason}")
 
-# %% ../nbs/01_data.ipynb #ba604fa2
+# %% ../nbs/01_data.ipynb #1dd17fc9
 def load_image(path:str|Path)->Image.Image:
     "Decode the image at `path` as RGB with its EXIF orientation applied"
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file(): raise ImageLoadError(path, 'file not found')
     if path.stat().st_size == 0: raise ImageLoadError(path, 'file is empty (0 bytes)')
     try:
@@ -152,12 +152,12 @@ def _dataset_from_rows(rows, root, name, skipped)->ImageDataset:
                         metadata={i: rows[i]['meta'] for i in ids if rows[i]['meta']},
                         name=name, skipped=skipped)
 
-# %% ../nbs/01_data.ipynb #9c1d7535
+# %% ../nbs/01_data.ipynb #7b9eaed5
 def load_captions_file(path:str|Path,           # .csv (header with `image`, `caption`[, `split`]) or .jsonl
                        images_dir:str|Path|None=None, # folder image paths are relative to; default: the file's folder
                        name:str|None=None)->ImageDataset: # dataset name; default: the file name
     "Load a gallery from a CSV or JSONL file of (image, caption[, split]) rows"
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file(): raise FileNotFoundError(f"captions file not found: {path}")
     root = Path(images_dir) if images_dir is not None else path.parent
     if not root.is_dir(): raise FileNotFoundError(f"images folder not found: {root}")
@@ -203,12 +203,12 @@ def save_captions_file(dataset:ImageDataset, path:str|Path)->Path:
 # %% ../nbs/01_data.ipynb #8753ced9
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 
-# %% ../nbs/01_data.ipynb #035f215f
+# %% ../nbs/01_data.ipynb #301a3f86
 def load_image_folder(folder:str|Path,       # folder holding the images
                       recursive:bool=True,   # also look in sub-folders
                       name:str|None=None)->ImageDataset:
     "A caption-less gallery of every image file under `folder`"
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     if not folder.is_dir(): raise FileNotFoundError(f"image folder not found: {folder}")
     root = folder.resolve()
     files = sorted(p for p in (root.rglob('*') if recursive else root.iterdir())
@@ -216,10 +216,10 @@ def load_image_folder(folder:str|Path,       # folder holding the images
     ids = [p.relative_to(root).as_posix() for p in files]
     return ImageDataset(root, ids, files, name=name or folder.name)
 
-# %% ../nbs/01_data.ipynb #4b93ba9b
+# %% ../nbs/01_data.ipynb #84794e36
 def read_flickr30k_csv(path:str|Path)->tuple[dict[str,list[str]], list[tuple[str,str]]]:
     "Captions per image from Kaggle's pipe-separated `results.csv`, and the rows skipped"
-    path = Path(path)
+    path = Path(path).expanduser()
     captions,skipped = {},[]
     with open(path, encoding='utf-8') as f:
         header = f.readline()
@@ -233,11 +233,11 @@ def read_flickr30k_csv(path:str|Path)->tuple[dict[str,list[str]], list[tuple[str
             captions.setdefault(parts[0], []).append(parts[2])
     return captions, skipped
 
-# %% ../nbs/01_data.ipynb #013f89ab
+# %% ../nbs/01_data.ipynb #003e2985
 def read_karpathy_split(path:str|Path)->dict[str,tuple[str,list[str]]]:
     "Map each image file name to its (split, raw captions) from a Karpathy split file"
-    path = Path(path)
-    try: data = json.loads(Path(path).read_text(encoding='utf-8'))
+    path = Path(path).expanduser()
+    try: data = json.loads(Path(path).expanduser().read_text(encoding='utf-8'))
     except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get('images'), list):
         raise ValueError(f"{path} is not a Karpathy split file: expected a JSON object with an 'images' list")
@@ -268,13 +268,13 @@ def _flickr_images_dir(data_dir:Path)->Path:
         if d.is_dir() and any(p.suffix.lower() in ('.jpg', '.jpeg') for p in d.iterdir()): return d
     raise FileNotFoundError(f"no folder of Flickr30k images (*.jpg) found in {data_dir}")
 
-# %% ../nbs/01_data.ipynb #d8201866
+# %% ../nbs/01_data.ipynb #b3c345d6
 def load_flickr30k(data_dir:str|Path|None=None,   # folder with results.csv and/or dataset_flickr30k.json; None: find it on Kaggle
                    images_dir:str|Path|None=None, # folder of the .jpg files; default: found under `data_dir`
                    split_file:str|Path|None=None, # Karpathy split file; default: `data_dir`/dataset_flickr30k.json if present
                    captions_file:str|Path|None=None)->ImageDataset: # Kaggle results.csv; default: `data_dir`/results.csv if present
     "Load Flickr30k with captions and, when the Karpathy split file is given, train / val / test splits"
-    data_dir = Path(data_dir) if data_dir is not None else find_flickr30k_dir()
+    data_dir = Path(data_dir).expanduser() if data_dir is not None else find_flickr30k_dir()
     if not data_dir.is_dir(): raise FileNotFoundError(f"Flickr30k folder not found: {data_dir}")
     def _default(given, name):
         if given is not None: return Path(given)
@@ -315,7 +315,7 @@ def _draw_shape(shape, colour, size, rng):
     else: draw.polygon([(x0, y0+s), (x0+s, y0+s), (x0+s//2, y0)], fill=colour)
     return img
 
-# %% ../nbs/01_data.ipynb #648c7ce6
+# %% ../nbs/01_data.ipynb #9c024d93
 def make_sample_dataset(dest:str|Path,      # folder to write the images and captions.jsonl into
                         n:int=36,           # number of images
                         size:int=64,        # side of each square image, in pixels
@@ -323,7 +323,7 @@ def make_sample_dataset(dest:str|Path,      # folder to write the images and cap
                         seed:int=0)->ImageDataset:
     "Write a small gallery of coloured shapes with captions and load it"
     if n <= 0: raise ValueError(f"n must be positive, got {n}")
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    dest = Path(dest).expanduser(); dest.mkdir(parents=True, exist_ok=True)
     rng,combos = random.Random(seed),[(c, s) for c in SAMPLE_COLOURS for s in SAMPLE_SHAPES]
     n_test,records = round(n*test_frac),[]
     for i in range(n):

@@ -137,7 +137,7 @@ def _run_method(es:EvalSet, direction:str, method:str, bi:BiEncoder, ce:CrossEnc
         rows.append(row); s1.append(t1.seconds); s2.append(t2.seconds)
     return np.stack(rows), s1, s2
 
-# %% ../nbs/07_evaluation.ipynb #fe1cd881
+# %% ../nbs/07_evaluation.ipynb #d91c5c92
 def evaluate(bi_encoder:BiEncoder, cross_encoder:CrossEncoder|None, dataset:ImageDataset,
              split:str|None='test',                 # Karpathy split to evaluate; None: the whole dataset
              methods:tuple=('clip', 'hybrid'),      # any of 'clip', 'hybrid', 'cross'
@@ -161,10 +161,10 @@ def evaluate(bi_encoder:BiEncoder, cross_encoder:CrossEncoder|None, dataset:Imag
     n_g = {'t2i': len(es.image_ids), 'i2t': len(es.captions)}
     if 'cross' in methods:
         pairs = sum(n_q[d] * n_g[d] for d in directions)
-        print(f"cross-encoder over the whole gallery: {pairs:,} pairs")
         if pairs > max_cross_pairs:
             raise HybridRetrievalError(f"'cross' would score {pairs:,} pairs, above the limit of {max_cross_pairs:,}: evaluate fewer queries "
                                        "(queries=N / --queries N) or raise max_cross_pairs (--max-cross-pairs)")
+        print(f"cross-encoder over the whole gallery: {pairs:,} pairs", file=sys.stderr)   # stdout stays clean for --format json
     t_feat = 0.0
     if cross_encoder is not None and set(methods) & {'hybrid', 'cross'}:
         with Timer() as tf: cross_encoder.image_features([es.dataset.path(i) for i in es.image_ids])
@@ -191,7 +191,7 @@ def evaluate(bi_encoder:BiEncoder, cross_encoder:CrossEncoder|None, dataset:Imag
                 versions={'hybrid_retrieval': __version__, 'torch': torch.__version__, 'transformers': transformers.__version__,
                           'open_clip': open_clip.__version__, 'faiss': faiss.__version__, 'python': platform.python_version()})
 
-# %% ../nbs/07_evaluation.ipynb #ba3ebc63
+# %% ../nbs/07_evaluation.ipynb #34e91a01
 _COLS = ('R@1', 'R@5', 'R@10', 'MRR', 'MAP')
 
 def report_rows(report:dict)->list[dict]:
@@ -226,7 +226,7 @@ def recall_latency_figure(report:dict, k:int=10):
 def save_report(report:dict, path:str|Path)->list[Path]:
     "Write the report as JSON at `path`, with a CSV and a PNG figure beside it; returns the files"
     import matplotlib.pyplot as plt
-    path = Path(path)
+    path = Path(path).expanduser()
     with atomic_write(path, 'w') as f: json.dump(report, f, indent=2)
     rows = report_rows(report)
     with atomic_write(path.with_suffix('.csv'), 'w') as f:

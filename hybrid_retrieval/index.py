@@ -136,12 +136,12 @@ def vectors(self:ImageIndex, image_ids:list[str])->np.ndarray:
     if not image_ids: return np.zeros((0, self.dim), np.float32)
     return np.stack([self._index.reconstruct(self._pos[i]) for i in image_ids])
 
-# %% ../nbs/03_index.ipynb #3c95e984
+# %% ../nbs/03_index.ipynb #d7b2ada2
 @patch
 def save(self:ImageIndex, path:str|Path, dataset:ImageDataset|None=None)->Path:
     "Save the index (and the gallery it indexes, if given) to the folder `path`, replacing it atomically"
     if self._index is None: raise ValueError('the index is empty: nothing to save')
-    path = Path(path)
+    path = Path(path).expanduser()
     with atomic_dir(path) as tmp:
         if dataset is not None:
             save_captions_file(dataset, tmp/'gallery.jsonl')
@@ -165,14 +165,14 @@ def _read_manifest(path:Path)->dict:
         raise IndexLoadError(f"{path} has index format {m['format_version']}; this version of hybrid_retrieval reads up to {INDEX_FORMAT_VERSION}: upgrade it")
     return m
 
-# %% ../nbs/03_index.ipynb #a411a6aa
+# %% ../nbs/03_index.ipynb #05b3747e
 @patch(cls_method=True)
 def load(cls:ImageIndex, path:str|Path,
          model_id:str|None=None, # the bi-encoder's `model_id`: refuse an index built by another model
          dim:int|None=None,      # the query dimension: refuse an index of another dimension
          use_gpu:bool|None=None)->ImageIndex:
     "Load an index saved with `ImageIndex.save`, verifying its checksum and model"
-    path = Path(path)
+    path = Path(path).expanduser()
     m = _read_manifest(path)
     fpath = path/'index.faiss'
     if not fpath.is_file(): raise IndexLoadError(f"{path} is damaged: index.faiss is missing")
@@ -191,21 +191,21 @@ def load(cls:ImageIndex, path:str|Path,
     self._pos = {i: n for n,i in enumerate(self.ids)}
     return self
 
-# %% ../nbs/03_index.ipynb #57239a21
+# %% ../nbs/03_index.ipynb #706208ab
 def load_gallery(path:str|Path)->ImageDataset:
     "The gallery saved with an index folder by `ImageIndex.save(path, dataset)`"
-    path = Path(path)
+    path = Path(path).expanduser()
     if not (path/'gallery.json').is_file():
         raise IndexLoadError(f"{path} holds no gallery: save the index with its dataset (index.save(path, dataset))")
     info = json.loads((path/'gallery.json').read_text())
     return load_captions_file(path/'gallery.jsonl', images_dir=info['root'], name=info.get('name'))
 
-# %% ../nbs/03_index.ipynb #11e22372
+# %% ../nbs/03_index.ipynb #81e25eca
 class EmbeddingCache:
     "On-disk cache of image embeddings for one model, keyed by image id and file stamp"
     def __init__(self, cache_dir:str|Path, model_id:str):
         self.model_id = model_id
-        self.dir = Path(cache_dir)/sha256_str(model_id)[:16]
+        self.dir = Path(cache_dir).expanduser()/sha256_str(model_id)[:16]
         self.ids,self.stamps,self.emb = [],[],None
         m = self.dir/'manifest.json'
         if m.is_file():

@@ -14,8 +14,8 @@ from transformers import (BertTokenizer, T5Tokenizer, BlipImageProcessor, BlipPr
                           BlipForImageTextRetrieval, Blip2ForImageTextRetrieval, Blip2ForConditionalGeneration)
 
 # %% auto #0
-__all__ = ['TINY_WORDS', 'tiny_clip_config', 'save_tiny_clip', 'save_tiny_blip2_itm', 'save_tiny_blip_itm', 'save_tiny_blip2_t5',
-           'save_tiny_blip2_opt']
+__all__ = ['TINY_WORDS', 'tiny_clip_config', 'save_open_clip', 'save_tiny_clip', 'unit_scale_', 'save_tiny_blip2_itm',
+           'save_tiny_blip_itm', 'save_tiny_blip2_t5', 'save_tiny_blip2_opt']
 
 # %% ../nbs/01a_tiny_models.ipynb #9e715bbb
 def tiny_clip_config(embed_dim:int=32)->dict:
@@ -24,22 +24,29 @@ def tiny_clip_config(embed_dim:int=32)->dict:
                 vision_cfg=dict(image_size=32, layers=1, width=32, head_width=16, patch_size=8),
                 text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
 
-# %% ../nbs/01a_tiny_models.ipynb #1c207f6d
+# %% ../nbs/01a_tiny_models.ipynb #a207977c
+def save_open_clip(model:open_clip.CLIP, # the model to save
+                   model_cfg:dict,       # the config it was built from
+                   dest:str|Path,        # folder to write the checkpoint into
+                   dtype:torch.dtype|None=None)->Path: # store the weights in this dtype (e.g. float16); None: as they are
+    "Save an open_clip model as a `local-dir` checkpoint (config JSON + safetensors); returns the folder"
+    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    preprocess_cfg = dict(size=model_cfg['vision_cfg']['image_size'], mean=list(open_clip.OPENAI_DATASET_MEAN),
+                          std=list(open_clip.OPENAI_DATASET_STD), interpolation='bicubic', resize_mode='shortest')
+    (dest/'open_clip_config.json').write_text(json.dumps(dict(model_cfg=model_cfg, preprocess_cfg=preprocess_cfg), indent=2))
+    save_file({k: (v.to(dtype) if dtype and v.is_floating_point() else v).contiguous() for k,v in model.state_dict().items()},
+              str(dest/'open_clip_model.safetensors'))
+    return dest
+
 def save_tiny_clip(dest:str|Path,     # folder to write the checkpoint into
                    seed:int=0,        # weights are drawn from this seed
                    embed_dim:int=32)->Path:
     "Save a random-weight tiny CLIP as an open_clip `local-dir` checkpoint; returns the folder"
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     cfg = tiny_clip_config(embed_dim)
     torch.manual_seed(seed)
-    model = open_clip.CLIP(**cfg)
-    preprocess_cfg = dict(size=cfg['vision_cfg']['image_size'], mean=list(open_clip.OPENAI_DATASET_MEAN),
-                          std=list(open_clip.OPENAI_DATASET_STD), interpolation='bicubic', resize_mode='shortest')
-    (dest/'open_clip_config.json').write_text(json.dumps(dict(model_cfg=cfg, preprocess_cfg=preprocess_cfg), indent=2))
-    save_file({k: v.contiguous() for k,v in model.state_dict().items()}, str(dest/'open_clip_model.safetensors'))
-    return dest
+    return save_open_clip(open_clip.CLIP(**cfg), cfg, dest)
 
-# %% ../nbs/01a_tiny_models.ipynb #8ce1d331
+# %% ../nbs/01a_tiny_models.ipynb #9434861c
 TINY_WORDS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', '[ENC]', 'a', 'an', 'the', 'picture', 'photo', 'of', 'on', 'and',
               'grey', 'background', 'red', 'green', 'blue', 'yellow', 'purple', 'orange', 'circle', 'square', 'triangle',
               'dog', 'cat', 'man', 'woman', 'playing', 'beach', 'sunset', '.']
@@ -48,12 +55,17 @@ def _tiny_vision(): return dict(hidden_size=32, intermediate_size=64, num_hidden
 def _tiny_image_processor(): return BlipImageProcessor(size={'height': 32, 'width': 32})
 def _tiny_bert_tokenizer(**kwargs): return BertTokenizer(vocab={w: i for i,w in enumerate(TINY_WORDS)}, **kwargs)
 
+@torch.no_grad()
+def unit_scale_(model:torch.nn.Module)->torch.nn.Module:
+    "Redraw every weight matrix (and BLIP-2's query tokens) at unit scale, std = 1/sqrt(fan-in), in place"
+    for p in model.parameters():
+        if p.dim() >= 2: p.normal_(0, p.shape[-1] ** -0.5 if p.dim() == 2 else p[0].numel() ** -0.5)
+    if hasattr(model, 'query_tokens'): model.query_tokens.normal_(0, 1)
+    return model
+
 def _save(model, processor, dest):
     "Re-draw the weights at unit scale, then save model and processor in `from_pretrained` layout"
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2: p.normal_(0, p.shape[-1] ** -0.5 if p.dim() == 2 else p[0].numel() ** -0.5)
-        if hasattr(model, 'query_tokens'): model.query_tokens.normal_(0, 1)
+    unit_scale_(model)
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dest); processor.save_pretrained(dest)
     return dest
