@@ -193,15 +193,16 @@ def toy_pixels(images:list[Image.Image])->torch.Tensor:
     x = torch.from_numpy(np.stack([np.asarray(im.convert('RGB')) for im in images])).permute(0, 3, 1, 2).float() / 255
     return (x - _MEAN) / _STD
 
-# %% ../nbs/08_toy.ipynb #f4ba1cd2
+# %% ../nbs/08_toy.ipynb #19ca8235
 @dataclass
 class ToyTrainConfig:
     "How the toy models are trained"
     seed:int=TRAIN_SEED          # the training world and all sampling
     images:int=20_000            # training pictures (groups of twins, like the gallery)
     width:int=64                 # transformer width of both models
-    layers:int=2                 # transformer layers per tower (the cross-encoder's vision tower too)
+    layers:int=2                 # the bi-encoder's transformer layers per tower
     cross_text_layers:int=4      # the cross-encoder's text layers, each with cross-attention to the picture
+    cross_vision_layers:int=2    # the cross-encoder's vision layers
     clip_steps:int=1500          # bi-encoder steps
     clip_batch:int=128           # bi-encoder pictures per step
     clip_lr:float=2e-3           # bi-encoder peak learning rate (one-cycle)
@@ -260,7 +261,7 @@ def mine_hard_negatives(clip:open_clip.CLIP,  # the trained bi-encoder
         out += [[j for j in row if world.scenes[j] != world.scenes[i]][:k] for i,row in zip(range(s, s + batch), top)]
     return out
 
-# %% ../nbs/08_toy.ipynb #bfc64334
+# %% ../nbs/08_toy.ipynb #28c7d9df
 def _pad_cat(tensors:list[torch.Tensor])->torch.Tensor:
     width = max(t.shape[1] for t in tensors)
     return torch.cat([F.pad(t, (0, width - t.shape[1])) for t in tensors])
@@ -272,7 +273,7 @@ def train_cross_encoder(world:World,            # the training world
                         show_progress:bool=True)->tuple[BlipForImageTextRetrieval, BlipProcessor, list]:
     "Train the toy BLIP ITM model; returns the model, its processor and the logged (step, itm loss, itc loss)"
     torch.manual_seed(cfg.seed); rng = random.Random(cfg.seed)
-    model, processor = toy_cross_encoder(cfg.width, cfg.layers, cfg.cross_text_layers)
+    model, processor = toy_cross_encoder(cfg.width, cfg.cross_vision_layers, cfg.cross_text_layers)
     ce = CrossEncoder.from_model(model, processor, device='cpu')
     opt, sched = _one_cycle(model.parameters(), cfg.cross_lr, cfg.cross_steps, 0.05)
     n, B, log, losses = len(world), cfg.cross_batch, [], []
