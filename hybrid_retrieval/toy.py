@@ -244,7 +244,7 @@ def train_clip(world:World,           # the training world
             bar.set_postfix(loss=f'{log[-1][1]:.3f}')
     return model.eval(), log
 
-# %% ../nbs/08_toy.ipynb #66c35747
+# %% ../nbs/08_toy.ipynb #30bc4184
 @torch.no_grad()
 def mine_hard_negatives(clip:open_clip.CLIP,  # the trained bi-encoder
                         world:World,          # the training world
@@ -257,7 +257,7 @@ def mine_hard_negatives(clip:open_clip.CLIP,  # the trained bi-encoder
     out = []
     for s in range(0, len(world), batch):
         txt = F.normalize(clip.encode_text(tokenizer([world.captions(i)[0] for i in range(s, min(s + batch, len(world)))])), dim=-1)
-        top = (txt @ img.T).topk(k + 1, dim=1).indices.tolist()
+        top = (txt @ img.T).topk(min(k + 1, len(world)), dim=1).indices.tolist()
         out += [[j for j in row if world.scenes[j] != world.scenes[i]][:k] for i,row in zip(range(s, s + batch), top)]
     return out
 
@@ -302,12 +302,18 @@ def train_cross_encoder(world:World,            # the training world
             bar.set_postfix(itm=f'{m[0]:.3f}', itc=f'{m[1]:.3f}')
     return model.eval(), processor, log
 
-# %% ../nbs/08_toy.ipynb #462b4e46
+# %% ../nbs/08_toy.ipynb #33cf3057
 def train_toy_models(dest:str|Path,                      # folder to write the models into (replaced as a whole)
                      cfg:ToyTrainConfig|None=None,
                      show_progress:bool=True)->Path:
     "Train the toy bi-encoder and cross-encoder and save them; returns `dest`"
-    cfg = cfg or ToyTrainConfig()
+    cfg, dest = cfg or ToyTrainConfig(), Path(dest).expanduser()
+    if dest.is_dir() and any(dest.iterdir()) and not (dest/'training_log.json').is_file():   # checked before minutes of training
+        raise FileExistsError(f"{dest} is not empty and holds no toy models: give a new or empty folder (training replaces its folder)")
+    for name in ('images', 'clip_steps', 'clip_batch', 'cross_steps', 'cross_batch', 'log_every'):
+        if getattr(cfg, name) < 1: raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if max(cfg.clip_batch, cfg.cross_batch) > cfg.images:
+        raise ValueError(f"clip_batch ({cfg.clip_batch}) and cross_batch ({cfg.cross_batch}) must not exceed images ({cfg.images})")
     t0 = time.time()
     world = make_world(cfg.images, cfg.seed)
     pixels = toy_pixels(world.images)
@@ -322,7 +328,7 @@ def train_toy_models(dest:str|Path,                      # folder to write the m
         save_open_clip(clip, toy_clip_config(cfg.width, cfg.layers), tmp/'clip', dtype=torch.float16)
         cross.to(torch.float16).save_pretrained(tmp/'cross_encoder'); processor.save_pretrained(tmp/'cross_encoder')
         (tmp/'training_log.json').write_text(json.dumps(log))
-    return Path(dest)
+    return dest
 
 # %% ../nbs/08_toy.ipynb #b871839d
 TOY_MODELS = Path(hybrid_retrieval.__file__).parent/'toy_models'   # shipped inside the package
@@ -355,7 +361,7 @@ def demo_rows(report:dict)->list[dict]:
     "The demo's table: per method, recall and MRR (in %) and latency (ms)"
     return [{k: r[k] for k in DEMO_COLUMNS} for r in report_rows(report)]
 
-# %% ../nbs/08_toy.ipynb #ae3ddc2e
+# %% ../nbs/08_toy.ipynb #e43c8b22
 def _swap_kind(a:tuple, b:tuple)->str:
     "What rebinding turns scene `a` into scene `b`: 'order', 'colour', 'shape' or 'size'"
     i, j = [n for n in range(len(a)) if a[n] != b[n]]
@@ -378,7 +384,8 @@ def twin_accuracy(bi:BiEncoder,     # the bi-encoder
     ce_true, ce_twin = ce.score_pairs(true, pics), ce.score_pairs(twin, pics)
     rows = {}
     for (n,t,_),c1,c0,x1,x0 in zip(trials, clip_true, clip_twin, ce_true, ce_twin):
-        r = rows.setdefault(_swap_kind(world.scenes[n], t), dict(swapped=_swap_kind(world.scenes[n], t), pairs=0, clip=0, cross_encoder=0))
+        kind = _swap_kind(world.scenes[n], t)
+        r = rows.setdefault(kind, dict(swapped=kind, pairs=0, clip=0, cross_encoder=0))
         r['pairs'] += 1; r['clip'] += int(c1 > c0); r['cross_encoder'] += int(x1 > x0)
     return [r | dict(clip=round(100 * r['clip'] / r['pairs'], 1), cross_encoder=round(100 * r['cross_encoder'] / r['pairs'], 1))
             for r in sorted(rows.values(), key=lambda r: r['swapped'])]
