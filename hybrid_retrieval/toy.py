@@ -25,19 +25,19 @@ from .config import default_cache_dir, load_config, load_dataset, load_bi_encode
 from .evaluation import evaluate, report_rows
 
 # %% auto #0
-__all__ = ['SHAPES', 'COLOURS', 'SIZES', 'IMAGE_SIZE', 'TRAIN_SEED', 'HELDOUT_SEED', 'OBJECTS', 'TEMPLATES', 'TOY_MODELS',
-           'DEMO_COLUMNS', 'Obj', 'render', 'scene_captions', 'rebindings', 'World', 'make_world', 'toy_dataset',
-           'sincos_2d', 'toy_clip_config', 'toy_vocab', 'toy_cross_encoder', 'toy_clip', 'toy_pixels', 'ToyTrainConfig',
-           'train_clip', 'mine_hard_negatives', 'train_cross_encoder', 'train_toy_models', 'toy_preset',
-           'plot_training', 'demo_rows', 'twin_accuracy', 'comparison_grid', 'sample_queries', 'run_demo']
+__all__ = ['SHAPES', 'COLOURS', 'SIZES', 'IMAGE_SIZE', 'TRAIN_SEED', 'HELDOUT_SEED', 'VALIDATION_SEED', 'OBJECTS', 'TEMPLATES',
+           'TOY_MODELS', 'DEMO_COLUMNS', 'Obj', 'render', 'scene_captions', 'rebindings', 'World', 'make_world',
+           'toy_dataset', 'sincos_2d', 'toy_clip_config', 'toy_vocab', 'toy_cross_encoder', 'toy_clip', 'toy_pixels',
+           'ToyTrainConfig', 'train_clip', 'mine_hard_negatives', 'train_cross_encoder', 'train_toy_models',
+           'toy_preset', 'plot_training', 'demo_rows', 'twin_accuracy', 'comparison_grid', 'sample_queries', 'run_demo']
 
-# %% ../nbs/08_toy.ipynb #2a364e97
+# %% ../nbs/08_toy.ipynb #410d84cc
 SHAPES = ('circle', 'square', 'triangle')
 COLOURS = {'red': (220, 45, 45), 'green': (45, 170, 70), 'blue': (45, 90, 225),
            'yellow': (235, 210, 50), 'purple': (150, 65, 195), 'orange': (245, 140, 35)}
 SIZES = {'small': (9, 12), 'big': (16, 20)}  # side of the bounding box in pixels: (min, max)
 IMAGE_SIZE = 64
-TRAIN_SEED, HELDOUT_SEED = 0, 1  # the training world and the held-out gallery are drawn from different seeds
+TRAIN_SEED, HELDOUT_SEED, VALIDATION_SEED = 0, 1, 2  # the training world, the held-out gallery and the world that chooses settings differ
 
 @dataclass(frozen=True)
 class Obj:
@@ -193,7 +193,7 @@ def toy_pixels(images:list[Image.Image])->torch.Tensor:
     x = torch.from_numpy(np.stack([np.asarray(im.convert('RGB')) for im in images])).permute(0, 3, 1, 2).float() / 255
     return (x - _MEAN) / _STD
 
-# %% ../nbs/08_toy.ipynb #19ca8235
+# %% ../nbs/08_toy.ipynb #3759b720
 @dataclass
 class ToyTrainConfig:
     "How the toy models are trained"
@@ -206,7 +206,7 @@ class ToyTrainConfig:
     clip_steps:int=1500          # bi-encoder steps
     clip_batch:int=128           # bi-encoder pictures per step
     clip_lr:float=2e-3           # bi-encoder peak learning rate (one-cycle)
-    cross_steps:int=4000         # cross-encoder steps
+    cross_steps:int=8000         # cross-encoder steps
     cross_batch:int=64           # cross-encoder pictures per step (3 pairs each: positive, negative caption, negative picture)
     cross_lr:float=5e-4          # cross-encoder peak learning rate (one-cycle)
     hard_frac:float=0.8          # share of hard negatives once warmed up (the rest are random)
@@ -330,14 +330,15 @@ def train_toy_models(dest:str|Path,                      # folder to write the m
         (tmp/'training_log.json').write_text(json.dumps(log))
     return dest
 
-# %% ../nbs/08_toy.ipynb #b871839d
+# %% ../nbs/08_toy.ipynb #054f7392
 TOY_MODELS = Path(hybrid_retrieval.__file__).parent/'toy_models'   # shipped inside the package
 
 def toy_preset()->dict:
-    "The `toy` preset (see `hybrid_retrieval.config`): the shipped toy models, the held-out toy gallery, its own index folder"
+    "The `toy` preset (see `hybrid_retrieval.config`): the shipped toy models and their settings, the held-out toy gallery, its own index folder"
     cache = default_cache_dir()/'toy'
     return {'stage1': {'model': f'local-dir:{TOY_MODELS/"clip"}', 'pretrained': None, 'k1': 20},
             'stage2': {'model': str(TOY_MODELS/'cross_encoder'), 'backend': 'blip-itm', 'k2': 10, 'batch_size': 256},
+            'fusion': {'method': 'weighted'},   # chosen on the validation world (see "Settings chosen on a validation world")
             'index': {'path': str(cache/'index'), 'embedding_cache': str(cache/'embeddings')},
             'data': {'source': 'toy', 'path': str(cache/'heldout')}}
 
@@ -390,7 +391,7 @@ def twin_accuracy(bi:BiEncoder,     # the bi-encoder
     return [r | dict(clip=round(100 * r['clip'] / r['pairs'], 1), cross_encoder=round(100 * r['cross_encoder'] / r['pairs'], 1))
             for r in sorted(rows.values(), key=lambda r: r['swapped'])]
 
-# %% ../nbs/08_toy.ipynb #9d1ee17e
+# %% ../nbs/08_toy.ipynb #33b1e755
 def comparison_grid(engine:HybridSearchEngine,       # the engine to ask
                     queries:list[tuple[str,str]],    # (caption, id of the picture it describes)
                     k:int=5):                        # results shown per method
@@ -400,7 +401,7 @@ def comparison_grid(engine:HybridSearchEngine,       # the engine to ask
     for sub,(caption,truth) in zip(np.atleast_1d(fig.subfigures(len(queries), 1)), queries):
         r = engine.text_to_image_hybrid_search(caption, k1=max(engine.config.k1, k), k2=k)
         rows = {'CLIP': [(c['image_id'], c['stage1_score']) for c in r.candidates[:k]],
-                'hybrid': [(x.image_id, x.stage2_score if x.stage2_score is not None else x.score) for x in r.results]}
+                'hybrid': [(x.image_id, x.score) for x in r.results]}
         sub.suptitle(f'"{caption}"', fontsize=8.5, fontweight='bold')
         axs = sub.subplots(2, k, squeeze=False)
         for row,(name,hits) in zip(axs, rows.items()):
