@@ -22,7 +22,7 @@ from .toy import ToyTrainConfig, run_demo, demo_rows, train_toy_models
 # %% auto #0
 __all__ = ['cmd_index', 'cmd_search', 'cmd_eval', 'cmd_demo', 'cmd_toy_train', 'main']
 
-# %% ../nbs/09_cli.ipynb #c2aef8f6
+# %% ../nbs/09_cli.ipynb #997fcc53
 def _add_gallery_args(p:argparse.ArgumentParser, verb:str, folder:bool):
     "The flags that name a gallery: a folder (if `folder`), Flickr30k, a captions file, or the generated sample"
     src = p.add_mutually_exclusive_group()
@@ -80,7 +80,8 @@ def _parser()->argparse.ArgumentParser:
     ev.add_argument('--output', help='write the JSON report here, with a .csv table and a .png figure beside it')
 
     de = sub.add_parser('demo', help='offline demo on the toy world: CLIP-only vs hybrid vs cross-encoder-only, and a result grid')
-    de.add_argument('--queries', type=int, default=100, help='captions evaluated (default 100)')
+    de.add_argument('--queries', type=int, default=1000, help='captions for CLIP and the hybrid (default 1000)')
+    de.add_argument('--cross-queries', type=int, default=50, help='captions for the cross-encoder alone, which scores each against every picture (default 50)')
     de.add_argument('--seed', type=int, default=0, help='which captions (default 0)')
     de.add_argument('--figure', default='toy-demo.png', help='where to write the result grid (default: toy-demo.png)')
     de.add_argument('--device', help="'cuda' or 'cpu' (default: the best available)")
@@ -204,15 +205,17 @@ def cmd_eval(args)->int:
         print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     return 0
 
-# %% ../nbs/09_cli.ipynb #78e4763d
+# %% ../nbs/09_cli.ipynb #4be789f2
 def cmd_demo(args)->int:
     "`hybrid-retrieval demo`: the offline toy-world comparison"
-    if args.queries < 1: raise ValueError(f"--queries must be at least 1, got {args.queries}")
-    out = run_demo(args.figure, args.queries, args.seed, args.device)
+    for flag,n in (('--queries', args.queries), ('--cross-queries', args.cross_queries)):
+        if n < 1: raise ValueError(f"{flag} must be at least 1, got {n}")
+    out = run_demo(args.figure, args.queries, args.cross_queries, args.seed, args.device)
     rows = demo_rows(out['report'])
     if args.format == 'json': print(json.dumps(rows, indent=2))
     else:
-        print(f"toy world, text -> image: {out['report']['n_images']:,} held-out pictures, {args.queries} captions as queries (metrics in %)")
+        print(f"toy world, text -> image: {out['report']['n_images']:,} held-out pictures; captions as queries: {args.queries:,} for CLIP "
+              f"and the hybrid, {args.cross_queries:,} for the cross-encoder alone (metrics in %)")
         print(format_table(rows))
     print(f"wrote {out['figure']}; try: hybrid-retrieval search --preset toy {json.dumps(out['examples'][0][0])}", file=sys.stderr)
     return 0

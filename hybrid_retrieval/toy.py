@@ -422,9 +422,10 @@ def sample_queries(dataset:ImageDataset, n:int=4, seed:int=0, min_objects:int=2)
     ids = [i for i in dataset.image_ids if int(dataset.metadata.get(i, {}).get('n_objects', 1)) >= min_objects]
     return [(rng.choice(dataset.captions[i]), i) for i in rng.sample(ids, min(n, len(ids)))]
 
-# %% ../nbs/08_toy.ipynb #44099a36
+# %% ../nbs/08_toy.ipynb #2406366b
 def run_demo(figure:str|Path='toy-demo.png', # where to write the comparison grid (PNG)
-             queries:int=100,                 # captions evaluated (the cross-encoder alone scores each against every picture)
+             queries:int=1000,                # captions for CLIP and the hybrid
+             cross_queries:int=50,            # captions for the cross-encoder alone (it scores each against every picture)
              seed:int=0,                      # which captions
              device:str|None=None,            # 'cuda', 'cpu'; None: the best available
              show_progress:bool=False)->dict:
@@ -436,9 +437,10 @@ def run_demo(figure:str|Path='toy-demo.png', # where to write the comparison gri
     bi, ce = load_bi_encoder(config), load_cross_encoder(config, dataset)
     index, _ = build_index(bi, dataset, cache_dir=Path(config.index.embedding_cache))
     index.save(config.index.path, dataset)
-    report = evaluate(bi, ce, dataset, methods=('clip', 'hybrid', 'cross'), directions=('t2i',), k1s=(config.stage1.k1,),
-                      fusions=(config.fusion.method,), queries=queries, seed=seed, max_cross_pairs=queries * len(dataset),
-                      index=index, show_progress=show_progress, config=_as_dict(config))
+    common = dict(directions=('t2i',), seed=seed, index=index, show_progress=show_progress, config=_as_dict(config))
+    report = evaluate(bi, ce, dataset, methods=('clip', 'hybrid'), k1s=(config.stage1.k1,), fusions=(config.fusion.method,), queries=queries, **common)
+    cross = evaluate(bi, ce, dataset, methods=('cross',), queries=cross_queries, max_cross_pairs=cross_queries * len(dataset), **common)
+    report['results'] += cross['results']
     engine = HybridSearchEngine(bi, ce, index, dataset, search_config(config))
     examples = sample_queries(dataset, 3, seed)
     fig = comparison_grid(engine, examples)
