@@ -31,8 +31,8 @@ def build(arch, dtype):
     if arch == 'blip2':
         config = Blip2Config(qformer_config=dict(use_qformer_text_input=True))
         model = Blip2ForImageTextRetrieval(config)
-        processor = Blip2Processor(BlipImageProcessor(size={'height': 224, 'width': 224}), bert_tokenizer(config.qformer_config.vocab_size),
-                                   num_query_tokens=config.num_query_tokens)
+        processor = Blip2Processor(BlipImageProcessor(size={'height': 224, 'width': 224}),
+                                   bert_tokenizer(config.qformer_config.vocab_size))   # as the hub's ITM processor: no image tokens
     else:
         config = BlipConfig()
         model = BlipForImageTextRetrieval(config)
@@ -46,7 +46,7 @@ def per_pair(ce, arch, images, batch_size):
     for s in range(0, len(images), batch_size):
         batch = [im for im in images[s:s + batch_size]]
         pix = ce.processor.image_processor(images=batch, return_tensors='pt')['pixel_values'].to(ce.device, ce.dtype)
-        ids, mask = ce._tokens([QUERY] * len(batch))
+        ids, mask = ce.tokenize([QUERY] * len(batch))
         if arch == 'blip2': logits = ce.model(pixel_values=pix, input_ids=ids, attention_mask=mask, use_image_text_matching_head=True).logits_per_image
         else: logits = ce.model(input_ids=ids, pixel_values=pix, attention_mask=mask).itm_score
         scores.append(logits.float().softmax(-1)[:, 1].cpu())

@@ -1,4 +1,4 @@
-"""Image galleries with captions and splits: Flickr30k (Kaggle CSV, Karpathy split), image folders, CSV / JSONL, and a generated sample set
+"""Image galleries with captions and splits: Flickr30k (Kaggle CSV, Karpathy split), folders, CSV / JSONL, a sample set
 
 Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/data.html.md"""
 
@@ -14,9 +14,9 @@ from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from .core import HybridRetrievalError, atomic_write
 
 # %% auto #0
-__all__ = ['log', 'IMAGE_EXTENSIONS', 'SAMPLE_COLOURS', 'SAMPLE_SHAPES', 'ImageLoadError', 'load_image', 'safe_path',
-           'ImageDataset', 'load_captions_file', 'save_captions_file', 'load_image_folder', 'read_flickr30k_csv',
-           'read_karpathy_split', 'find_flickr30k_dir', 'load_flickr30k', 'make_sample_dataset']
+__all__ = ['log', 'IMAGE_EXTENSIONS', 'SHAPES', 'SAMPLE_COLOURS', 'ImageLoadError', 'load_image', 'safe_path', 'ImageDataset',
+           'load_captions_file', 'save_captions_file', 'load_image_folder', 'read_flickr30k_csv', 'read_karpathy_split',
+           'find_flickr30k_dir', 'load_flickr30k', 'draw_shape', 'make_sample_dataset']
 
 # %% ../nbs/01_data.ipynb #cf3288cb
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ def load_image(path:str|Path)->Image.Image:
             img = ImageOps.exif_transpose(img)
             return img.convert('RGB')
     except UnidentifiedImageError: raise ImageLoadError(path, 'not an image file') from None
-    except (OSError, SyntaxError, ValueError) as e: raise ImageLoadError(path, f'corrupt or truncated image ({e})') from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageLoadError(path, f'corrupt or truncated image ({e})') from None
 
 # %% ../nbs/01_data.ipynb #0fb12fea
 def safe_path(root:str|Path, name:str)->Path:
@@ -78,29 +79,32 @@ class ImageDataset:
     def __repr__(self):
         splits = ', '.join(f'{k}={v}' for k,v in sorted(self.split_counts().items()))
         return (f"ImageDataset({self.name!r}: {len(self)} images, {sum(map(len, self.captions.values()))} captions"
-                + (f"; {splits}" if splits else '') + (f"; {len(self.skipped)} rows skipped" if self.skipped else '') + ')')
+                + (f"; {splits}" if splits else '')
+                + (f"; {len(self.skipped)} rows skipped" if self.skipped else '') + ')')
 
 # %% ../nbs/01_data.ipynb #d7b2a0d8
 from fastcore.basics import patch
 
-# %% ../nbs/01_data.ipynb #12ed6cfc
+# %% ../nbs/01_data.ipynb #f4f1a36a
 @patch
 def position(self:ImageDataset, image_id:str)->int:
     "Position of `image_id` in the gallery"
     try: return self._pos[image_id]
     except KeyError: raise KeyError(f"image id {image_id!r} is not in dataset {self.name!r}") from None
 
+# %% ../nbs/01_data.ipynb #763ded4b
 @patch
 def path(self:ImageDataset, image_id:str)->Path:
     "Image file of `image_id`"
     return self.paths[self.position(image_id)]
 
+# %% ../nbs/01_data.ipynb #4b8480d7
 @patch
 def image(self:ImageDataset, image_id:str)->Image.Image:
     "Decoded RGB image of `image_id`"
     return load_image(self.path(image_id))
 
-# %% ../nbs/01_data.ipynb #d18a59c5
+# %% ../nbs/01_data.ipynb #d1af41a5
 @patch
 def split_counts(self:ImageDataset)->dict[str,int]:
     "Number of images in each split"
@@ -108,6 +112,7 @@ def split_counts(self:ImageDataset)->dict[str,int]:
     for s in self.splits.values(): counts[s] = counts.get(s, 0) + 1
     return counts
 
+# %% ../nbs/01_data.ipynb #72e5f04e
 @patch
 def subset(self:ImageDataset, image_ids:Iterable[str], name:str|None=None)->ImageDataset:
     "A dataset of just `image_ids`, keeping their captions, splits and metadata"
@@ -116,20 +121,23 @@ def subset(self:ImageDataset, image_ids:Iterable[str], name:str|None=None)->Imag
     return ImageDataset(self.root, ids, [self.path(i) for i in ids], pick(self.captions), pick(self.splits),
                         pick(self.metadata), name or self.name, list(self.skipped))
 
+# %% ../nbs/01_data.ipynb #42f3d5ab
 @patch
 def split(self:ImageDataset, name:str)->ImageDataset:
     "The images of split `name` ('train', 'val', 'test', ...)"
-    if not self.splits: raise ValueError(f"dataset {self.name!r} has no split information (for Flickr30k, give the Karpathy split file dataset_flickr30k.json)")
+    if not self.splits: raise ValueError(f"dataset {self.name!r} has no split information "
+                                         "(for Flickr30k, give the Karpathy split file dataset_flickr30k.json)")
     ids = [i for i in self.image_ids if self.splits.get(i) == name]
     if not ids: raise ValueError(f"dataset {self.name!r} has no split {name!r}; it has {sorted(self.split_counts())}")
     return self.subset(ids, f'{self.name}/{name}')
 
+# %% ../nbs/01_data.ipynb #1b0f67f0
 @patch
 def caption_pairs(self:ImageDataset)->list[tuple[str,str]]:
     "Every (caption, image id) pair, in gallery order"
     return [(c, i) for i in self.image_ids for c in self.captions.get(i, [])]
 
-# %% ../nbs/01_data.ipynb #d0e3de96
+# %% ../nbs/01_data.ipynb #801e2149
 def _add_row(rows, root, image, caption, split=None, meta=None):
     "Accumulate one (image, caption) row into `rows`; returns why it was rejected, or None"
     image = (image or '').strip()
@@ -143,6 +151,7 @@ def _add_row(rows, root, image, caption, split=None, meta=None):
     if split: entry['split'] = split.strip()
     if meta: entry['meta'].update(meta)
 
+# %% ../nbs/01_data.ipynb #bf943aeb
 def _dataset_from_rows(rows, root, name, skipped)->ImageDataset:
     ids = list(rows)
     if skipped: log.warning("%s: skipped %d malformed row(s), e.g. %s: %s", name, len(skipped), *skipped[0])
@@ -167,7 +176,8 @@ def load_captions_file(path:str|Path,           # .csv (header with `image`, `ca
             for n,line in enumerate(f, 1):
                 if not line.strip(): continue
                 try: rec = json.loads(line)
-                except json.JSONDecodeError as e: skipped.append((f'{path.name}:{n}', f'invalid JSON ({e.msg})')); continue
+                except json.JSONDecodeError as e:
+                    skipped.append((f'{path.name}:{n}', f'invalid JSON ({e.msg})')); continue
                 if not isinstance(rec, dict): skipped.append((f'{path.name}:{n}', 'not a JSON object')); continue
                 meta = {k:v for k,v in rec.items() if k not in core_keys}
                 why = _add_row(rows, root, rec.get('image'), rec.get('caption'), rec.get('split'), meta)
@@ -195,7 +205,8 @@ def save_captions_file(dataset:ImageDataset, path:str|Path)->Path:
     with atomic_write(path, 'w') as f:
         for image_id,p in zip(dataset.image_ids, dataset.paths):
             rel = Path(p).resolve().relative_to(root).as_posix()
-            extra = dict(dataset.metadata.get(image_id, {})) | ({'split': dataset.splits[image_id]} if image_id in dataset.splits else {})
+            extra = dict(dataset.metadata.get(image_id, {}))
+            if image_id in dataset.splits: extra['split'] = dataset.splits[image_id]
             for caption in dataset.captions.get(image_id) or ['']:
                 f.write(json.dumps(dict(image=rel, caption=caption) | extra) + '\n')
     return path
@@ -224,7 +235,8 @@ def read_flickr30k_csv(path:str|Path)->tuple[dict[str,list[str]], list[tuple[str
     with open(path, encoding='utf-8') as f:
         header = f.readline()
         if [h.strip() for h in header.split('|')] != ['image_name', 'comment_number', 'comment']:
-            raise ValueError(f"{path} does not look like Flickr30k's results.csv: header is {header.strip()!r}, expected 'image_name| comment_number| comment'")
+            raise ValueError(f"{path} does not look like Flickr30k's results.csv: header is {header.strip()!r}, "
+                             "expected 'image_name| comment_number| comment'")
         for n,line in enumerate(f, 2):
             if not line.strip(): continue
             parts = [p.strip() for p in line.split('|', 2)]
@@ -249,13 +261,14 @@ def read_karpathy_split(path:str|Path)->dict[str,tuple[str,list[str]]]:
         out[rec['filename']] = (split, [s['raw'].strip() for s in rec.get('sentences', [])])
     return out
 
-# %% ../nbs/01_data.ipynb #8c257610
+# %% ../nbs/01_data.ipynb #d55f2252
 _FLICKR_FILES = ('results.csv', 'dataset_flickr30k.json')
 
 def find_flickr30k_dir(input_root:str|Path='/kaggle/input')->Path: # where Kaggle mounts attached datasets
     "Find an attached Flickr30k dataset under Kaggle's input folder"
     if not os.environ.get('KAGGLE_KERNEL_RUN_TYPE'):
-        raise ValueError('data_dir is required: give the folder holding results.csv / dataset_flickr30k.json and the images')
+        raise ValueError('data_dir is required: give the folder holding results.csv / dataset_flickr30k.json '
+                         'and the images')
     root = Path(input_root)
     for depth in range(4):
         for name in _FLICKR_FILES:
@@ -263,16 +276,18 @@ def find_flickr30k_dir(input_root:str|Path='/kaggle/input')->Path: # where Kaggl
             if hits: return hits[0].parent
     raise FileNotFoundError(f"no Flickr30k dataset under {root}: attach one holding {' or '.join(_FLICKR_FILES)}")
 
+# %% ../nbs/01_data.ipynb #294ef2fc
 def _flickr_images_dir(data_dir:Path)->Path:
-    for d in (data_dir/'flickr30k_images'/'flickr30k_images', data_dir/'flickr30k_images', data_dir/'Images', data_dir/'images', data_dir):
+    for d in (data_dir/'flickr30k_images'/'flickr30k_images', data_dir/'flickr30k_images', data_dir/'Images',
+              data_dir/'images', data_dir):
         if d.is_dir() and any(p.suffix.lower() in ('.jpg', '.jpeg') for p in d.iterdir()): return d
     raise FileNotFoundError(f"no folder of Flickr30k images (*.jpg) found in {data_dir}")
 
 # %% ../nbs/01_data.ipynb #b3c345d6
-def load_flickr30k(data_dir:str|Path|None=None,   # folder with results.csv and/or dataset_flickr30k.json; None: find it on Kaggle
+def load_flickr30k(data_dir:str|Path|None=None,   # holds results.csv and/or dataset_flickr30k.json; None: on Kaggle
                    images_dir:str|Path|None=None, # folder of the .jpg files; default: found under `data_dir`
-                   split_file:str|Path|None=None, # Karpathy split file; default: `data_dir`/dataset_flickr30k.json if present
-                   captions_file:str|Path|None=None)->ImageDataset: # Kaggle results.csv; default: `data_dir`/results.csv if present
+                   split_file:str|Path|None=None, # Karpathy split file; default: dataset_flickr30k.json in `data_dir`
+                   captions_file:str|Path|None=None)->ImageDataset: # Kaggle's results.csv; default: in `data_dir`
     "Load Flickr30k with captions and, when the Karpathy split file is given, train / val / test splits"
     data_dir = Path(data_dir).expanduser() if data_dir is not None else find_flickr30k_dir()
     if not data_dir.is_dir(): raise FileNotFoundError(f"Flickr30k folder not found: {data_dir}")
@@ -300,22 +315,32 @@ def load_flickr30k(data_dir:str|Path|None=None,   # folder with results.csv and/
                     skipped.append((f'{captions_file.name}:{fname}', why)); break
     return _dataset_from_rows(rows, root, 'flickr30k', skipped)
 
-# %% ../nbs/01_data.ipynb #ce015bd7
+# %% ../nbs/01_data.ipynb #bbf317d2
+SHAPES = ('circle', 'square', 'triangle')
+
+def draw_shape(draw:ImageDraw.ImageDraw, # where to draw
+               shape:str,                # one of `SHAPES`
+               box:tuple,                # (x0, y0, x1, y1): the shape fills this box
+               colour:tuple):            # RGB fill
+    "Draw a filled circle, square or (apex up) triangle filling `box`"
+    x0, y0, x1, y1 = box
+    if shape == 'circle': draw.ellipse(box, fill=colour)
+    elif shape == 'square': draw.rectangle(box, fill=colour)
+    elif shape == 'triangle': draw.polygon([((x0 + x1) / 2, y0), (x0, y1), (x1, y1)], fill=colour)
+    else: raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
+
+# %% ../nbs/01_data.ipynb #d049da02
 SAMPLE_COLOURS = {'red': (220, 40, 40), 'green': (40, 170, 60), 'blue': (40, 80, 220),
                   'yellow': (235, 210, 40), 'purple': (140, 60, 180), 'orange': (240, 140, 30)}
-SAMPLE_SHAPES = ('circle', 'square', 'triangle')
 
-def _draw_shape(shape, colour, size, rng):
+def _sample_image(shape, colour, size, rng):
     img = Image.new('RGB', (size, size), (200, 200, 200))
     s = rng.randint(size//3, size*3//4)
     x0,y0 = rng.randint(0, size-s),rng.randint(0, size-s)
-    box,draw = (x0, y0, x0+s, y0+s),ImageDraw.Draw(img)
-    if shape == 'circle': draw.ellipse(box, fill=colour)
-    elif shape == 'square': draw.rectangle(box, fill=colour)
-    else: draw.polygon([(x0, y0+s), (x0+s, y0+s), (x0+s//2, y0)], fill=colour)
+    draw_shape(ImageDraw.Draw(img), shape, (x0, y0, x0+s, y0+s), colour)
     return img
 
-# %% ../nbs/01_data.ipynb #9c024d93
+# %% ../nbs/01_data.ipynb #d95a95e2
 def make_sample_dataset(dest:str|Path,      # folder to write the images and captions.jsonl into
                         n:int=36,           # number of images
                         size:int=64,        # side of each square image, in pixels
@@ -324,14 +349,16 @@ def make_sample_dataset(dest:str|Path,      # folder to write the images and cap
     "Write a small gallery of coloured shapes with captions and load it"
     if n <= 0: raise ValueError(f"n must be positive, got {n}")
     dest = Path(dest).expanduser(); dest.mkdir(parents=True, exist_ok=True)
-    rng,combos = random.Random(seed),[(c, s) for c in SAMPLE_COLOURS for s in SAMPLE_SHAPES]
+    rng,combos = random.Random(seed),[(c, s) for c in SAMPLE_COLOURS for s in SHAPES]
     n_test,records = round(n*test_frac),[]
     for i in range(n):
         colour,shape = combos[i % len(combos)]
         fname = f'{i:04d}_{colour}_{shape}.png'
-        _draw_shape(shape, SAMPLE_COLOURS[colour], size, rng).save(dest/fname)
+        _sample_image(shape, SAMPLE_COLOURS[colour], size, rng).save(dest/fname)
         split = 'test' if i >= n - n_test else 'train'
-        for caption in (f'a {colour} {shape}', f'a {colour} {shape} on a grey background', f'a picture of a {colour} {shape}'):
+        captions = (f'a {colour} {shape}', f'a {colour} {shape} on a grey background',
+                    f'a picture of a {colour} {shape}')
+        for caption in captions:
             records.append(dict(image=fname, caption=caption, split=split, colour=colour, shape=shape))
     with atomic_write(dest/'captions.jsonl', 'w') as f:
         for r in records: f.write(json.dumps(r) + '\n')

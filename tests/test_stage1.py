@@ -1,10 +1,10 @@
-"Stage 1 end to end against the installed package: sample gallery -> tiny CLIP -> FAISS index -> search -> save / load."
-import os, subprocess, sys
+"Stage 1 end to end against the installed package: sample gallery -> tiny CLIP -> FAISS index -> CLIP-only engine -> save / load."
 from pathlib import Path
 import numpy as np, pytest
 from hybrid_retrieval.bi_encoder import BiEncoder
 from hybrid_retrieval.data import make_sample_dataset
-from hybrid_retrieval.index import ImageIndex, IndexLoadError, build_index, search_images, search_text
+from hybrid_retrieval.index import ImageIndex, IndexLoadError, build_index
+from hybrid_retrieval.hybrid_search import HybridSearchEngine, SearchConfig
 from hybrid_retrieval.tiny import save_tiny_clip
 
 
@@ -17,6 +17,11 @@ def world(tmp_path_factory):
     return tmp, dataset, bi, index, report
 
 
+def clip_only(bi, index, dataset, k=10):
+    "The engine without a cross-encoder: stage 1 as users get it"
+    return HybridSearchEngine(bi, None, index, dataset, SearchConfig(k1=k, k2=k, show_progress=False))
+
+
 def test_every_image_is_indexed(world):
     _, dataset, _, index, report = world
     assert (report.added, report.skipped, len(index)) == (len(dataset), [], len(dataset))
@@ -24,27 +29,30 @@ def test_every_image_is_indexed(world):
 
 def test_text_query_ranks_by_cosine(world):
     _, dataset, bi, index, _ = world
-    hits = search_text(bi, index, 'a yellow triangle', k=7, dataset=dataset)[0]
+    response = clip_only(bi, index, dataset, 7).text_to_image_hybrid_search('a yellow triangle')
     gallery = bi.encode_gallery(dataset)
     cos = (bi.encode_text('a yellow triangle') @ gallery.embeddings.T)[0]
-    assert [h.image_id for h in hits] == [gallery.image_ids[j] for j in np.argsort(-cos)[:7]]
-    assert [h.rank for h in hits] == list(range(1, 8))
-    assert all(Path(h.path).is_file() for h in hits)
+    assert [r.image_id for r in response.results] == [gallery.image_ids[j] for j in np.argsort(-cos)[:7]]
+    assert [r.rank for r in response.results] == list(range(1, 8))
+    assert all(Path(r.path).is_file() for r in response.results)
+    assert response.fallback and response.fallback_reason == 'no cross-encoder configured'
 
 
 def test_image_query_finds_itself(world):
     _, dataset, bi, index, _ = world
-    ids = dataset.image_ids[10:13]
-    results = search_images(bi, index, [dataset.path(i) for i in ids], k=3, dataset=dataset)
-    assert [r[0].image_id for r in results] == ids
-    assert all(abs(r[0].score - 1) < 1e-4 for r in results)
+    engine = clip_only(bi, index, dataset, 3)
+    for image_id in dataset.image_ids[10:13]:
+        top = engine.image_to_image_hybrid_search(dataset.path(image_id)).results[0]
+        assert top.image_id == image_id and abs(top.score - 1) < 1e-4
 
 
 def test_save_load_gives_identical_results(world):
     tmp, dataset, bi, index, _ = world
     queries = ['a red circle', 'a green square on a grey background']
     loaded = ImageIndex.load(index.save(tmp/'index'), model_id=bi.model_id, dim=bi.dim)
-    assert search_text(bi, loaded, queries, k=10, dataset=dataset) == search_text(bi, index, queries, k=10, dataset=dataset)
+    before = [r.pairs() for r in clip_only(bi, index, dataset).batch_text_to_image_search(queries)]
+    after = [r.pairs() for r in clip_only(bi, loaded, dataset).batch_text_to_image_search(queries)]
+    assert after == before
 
 
 def test_reloaded_model_gives_identical_embeddings(world):
@@ -55,16 +63,10 @@ def test_reloaded_model_gives_identical_embeddings(world):
 
 
 def test_index_of_another_model_is_refused(world):
-    tmp, _, bi, index, _ = world
+    tmp, dataset, bi, index, _ = world
     saved = index.save(tmp/'index_for_other')
     other = BiEncoder(save_tiny_clip(tmp/'other_clip', seed=3), show_progress=False)
     with pytest.raises(IndexLoadError, match='rebuild the index with this model'):
         ImageIndex.load(saved, model_id=other.model_id)
-
-
-def test_readme_command_runs(tmp_path):
-    out = subprocess.run([sys.executable, '-c', 'from hybrid_retrieval.index import stage1_demo; stage1_demo()'],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, 'HF_HUB_OFFLINE': '1'})
-    assert out.returncode == 0, out.stderr
-    assert "36 images indexed" in out.stdout and "top 5 for 'a red circle'" in out.stdout
-    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(IndexLoadError, match='rebuild the index'):
+        clip_only(other, index, dataset)

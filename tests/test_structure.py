@@ -1,0 +1,90 @@
+"""The package's shape: each module's imports follow the notebook order (no circle, nothing from a later chapter), and the
+library never imports the test miniatures (`tiny`). Read from the exported source, function bodies included."""
+import ast, re
+from pathlib import Path
+import pytest
+
+PKG = Path(__file__).resolve().parents[1]/'hybrid_retrieval'
+
+
+def chapter(path:Path)->tuple[int,str]:
+    "(number, letter) of the notebook a module is exported from, e.g. (8, 'a') for 08a_toy_training"
+    m = re.search(r'File to edit: \.\./nbs/(\d+)([a-z]?)_', path.read_text())
+    assert m, f'{path.name} names no notebook'
+    return int(m.group(1)), m.group(2)
+
+
+MODULES = {p.stem: chapter(p) for p in sorted(PKG.glob('*.py')) if not p.name.startswith('_')}
+
+
+def package_imports(path:Path)->set[str]:
+    "Modules of this package that `path` imports anywhere (relative, absolute or by a 'hybrid_retrieval.x' string)"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module: found.add(node.module.split('.')[0])
+            elif node.level == 1 or node.module == 'hybrid_retrieval': found.update(a.name for a in node.names)
+            elif node.module and node.module.startswith('hybrid_retrieval.'): found.add(node.module.split('.')[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split('.')[1] for a in node.names if a.name.startswith('hybrid_retrieval.'))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.update(re.findall(r'^hybrid_retrieval\.(\w+):\w+$', node.value))
+    return found & set(MODULES)
+
+
+IMPORTS = {name: package_imports(PKG/f'{name}.py') for name in MODULES}
+
+
+def test_every_module_comes_from_a_numbered_notebook():
+    assert MODULES and all(n >= 0 for n, _ in MODULES.values())
+
+
+@pytest.mark.parametrize('name', sorted(MODULES))
+def test_no_module_imports_a_later_chapter(name):
+    later = {m: MODULES[m] for m in IMPORTS[name] if MODULES[m] > MODULES[name]}
+    assert not later, f'{name} (notebook {MODULES[name]}) imports later modules {later}'
+
+
+@pytest.mark.parametrize('name', sorted(set(MODULES) - {'tiny'}))
+def test_the_library_never_imports_the_test_miniatures(name):
+    assert 'tiny' not in IMPORTS[name]
+
+
+def test_no_circle():
+    state = {}
+    def visit(m, path):
+        if state.get(m) == 'done': return
+        assert state.get(m) != 'open', 'import circle: ' + ' -> '.join(path + [m])
+        state[m] = 'open'
+        for n in IMPORTS[m]: visit(n, path + [m])
+        state[m] = 'done'
+    for m in MODULES: visit(m, [])
+
+
+def test_the_checker_sees_what_it_must(tmp_path):
+    "The import reader is not blind: it finds each form of import the package could use"
+    src = tmp_path/'x.py'
+    src.write_text("from .core import a\nfrom . import toy\nimport hybrid_retrieval.config\n"
+                   "def f():\n    from hybrid_retrieval.index import b\n    return 'hybrid_retrieval.cli:main'\n")
+    assert package_imports(src) == {'core', 'toy', 'config', 'index', 'cli'}
+
+
+def test_functions_stay_short():
+    long = [f'{p.stem}.{n.name} ({n.end_lineno - n.lineno + 1} lines)' for p in PKG.glob('*.py') if p.name != '_modidx.py'
+            for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.end_lineno - n.lineno + 1 > 40]
+    assert not long, long
+
+
+def test_lines_stay_within_120_characters():
+    "Except the `__all__` list nbdev writes itself: it wraps the names at 120 columns, then puts `__all__ = ` in front"
+    long = [f'{p.name}:{n}' for p in PKG.glob('*.py') if p.name != '_modidx.py'
+            for n, line in enumerate(p.read_text().splitlines(), 1) if len(line) > 120 and not line.startswith('__all__ = [')]
+    assert not long, long
+
+
+def test_notebook_cells_stay_small():
+    import json, statistics
+    sizes = [len(''.join(c['source']).strip().splitlines()) for nb in (PKG.parent/'nbs').glob('[0-9]*.ipynb')
+             for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code' and ''.join(c['source']).strip()]
+    assert statistics.median(sizes) <= 5, statistics.median(sizes)
