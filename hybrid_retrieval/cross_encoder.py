@@ -398,9 +398,7 @@ def pair_logits(self:CrossEncoder,
 @patch
 @torch.inference_mode()
 def _pair_scores(self:CrossEncoder, texts:list[str], feats:list[torch.Tensor], kind:str)->np.ndarray:
-    "Scores of the pairs (texts[i], feats[i]) in batches, with out-of-memory back-off"
-    if kind not in self.score_kinds:
-        raise ValueError(f"score kind must be one of {self.score_kinds} for {self.backend}, got {kind!r}")
+    "Scores of the pairs (texts[i], feats[i]) in batches, with out-of-memory back-off (`pair_logits` checks `kind`)"
     fdtype = next(self.model.vision_model.parameters()).dtype
     def run(s, e):
         ids, mask = self.tokenize(texts[s:e])

@@ -89,6 +89,17 @@ class EvalSet:
         "Image id -> its index in `image_ids`"
         return {i: n for n,i in enumerate(self.image_ids)}
 
+    @functools.cached_property
+    def image_index(self)->ImageIndex:
+        "A flat index of the images' CLIP embeddings, by image id: stage 1 of every text->image variant"
+        return ImageIndex(self.image_emb.shape[1], use_gpu=False).add(self.image_ids, self.image_emb)
+
+    @functools.cached_property
+    def caption_index(self)->ImageIndex:
+        "A flat index of the captions' CLIP embeddings, by caption position: stage 1 of image->text"
+        return ImageIndex(self.text_emb.shape[1], use_gpu=False).add([str(n) for n in range(len(self.captions))],
+                                                                      self.text_emb)
+
 # %% ../nbs/07_evaluation.ipynb #753ddf3b
 def prepare_eval_set(bi_encoder:BiEncoder, dataset:ImageDataset, split:str|None='test', queries:int|None=None,
                      seed:int=0, index:ImageIndex|None=None)->EvalSet:
@@ -125,10 +136,9 @@ def _order_scores(order:np.ndarray)->np.ndarray:
 
 # %% ../nbs/07_evaluation.ipynb #2e0cded1
 def _engine(es:EvalSet, bi:BiEncoder, ce:CrossEncoder|None, k1:int|None, fusion:str|None)->HybridSearchEngine:
-    "An engine over the evaluated images with one variant's `k1` and fusion"
-    index = ImageIndex(es.image_emb.shape[1], model_id=bi.model_id, use_gpu=False).add(es.image_ids, es.image_emb)
+    "An engine over the evaluated images with one variant's `k1` and fusion (`rerank` ranks all candidates: k2 unused)"
     config = SearchConfig(k1=k1 or len(es.image_ids), k2=1, fusion=fusion or 'replace', show_progress=False)
-    return HybridSearchEngine(bi, ce, index, es.dataset, config)
+    return HybridSearchEngine(bi, ce, es.image_index, es.dataset, config)
 
 # %% ../nbs/07_evaluation.ipynb #faf22e21
 def _stage2_row(engine:HybridSearchEngine, es:EvalSet, t2i:bool, q:int, cand:np.ndarray, clip_scores:np.ndarray,
@@ -152,16 +162,16 @@ def _run_method(es:EvalSet, direction:str, method:str, engine:HybridSearchEngine
     "Score rows for every query of one direction with one method, and per-query stage latencies"
     t2i, bi = direction == 't2i', engine.bi_encoder
     queries = es.t2i_queries if t2i else es.i2t_queries
-    gallery_emb = es.image_emb if t2i else es.text_emb
-    index = ImageIndex(gallery_emb.shape[1], use_gpu=False).add([str(i) for i in range(len(gallery_emb))], gallery_emb)
-    k1 = min(engine.config.k1, len(gallery_emb))
+    index = es.image_index if t2i else es.caption_index
+    position = es.positions.__getitem__ if t2i else int
+    k1 = min(engine.config.k1, len(index))
     rows, s1, s2 = [], [], []
     for q in tqdm(queries, desc=f'{method} {direction}', disable=not show_progress):
         with Timer() as t1:
             q_emb = bi.encode_text([es.captions[q]]) if t2i else bi.encode_images([es.paths[q]])
-            ids, sc = index.search(q_emb, len(gallery_emb))
-        clip_order = np.array([int(i) for i in ids[0]])
-        clip_scores = np.empty(len(gallery_emb)); clip_scores[clip_order] = sc[0]
+            ids, sc = index.search(q_emb, len(index))
+        clip_order = np.array([position(i) for i in ids[0]])
+        clip_scores = np.empty(len(index)); clip_scores[clip_order] = sc[0]
         with Timer(getattr(engine.cross_encoder, 'device', None)) as t2:
             if method == 'clip': row = clip_scores
             else:

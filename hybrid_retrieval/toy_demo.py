@@ -16,7 +16,7 @@ from .index import build_index
 from .cross_encoder import CrossEncoder
 from .hybrid_search import HybridSearchEngine
 from .config import (load_config, load_dataset, load_bi_encoder, load_cross_encoder, search_config,
-                                     config_dict)
+                                     config_dict, index_dir, embedding_cache_dir)
 from .evaluation import evaluate, report_rows
 from .toy import World, rebindings, scene_captions
 
@@ -107,8 +107,8 @@ def run_demo(figure:str|Path='toy-demo.png', # where to write the comparison gri
     config.device, config.performance.show_progress = device, show_progress
     dataset = load_dataset(config)
     bi, ce = load_bi_encoder(config), load_cross_encoder(config, dataset)
-    index, _ = build_index(bi, dataset, cache_dir=Path(config.index.embedding_cache))
-    index.save(config.index.path, dataset)
+    index, _ = build_index(bi, dataset, cache_dir=embedding_cache_dir(config))
+    index.save(index_dir(config), dataset)
     common = dict(directions=('t2i',), seed=seed, index=index, show_progress=show_progress, config=config_dict(config))
     report = evaluate(bi, ce, dataset, methods=('clip', 'hybrid'), k1s=(config.stage1.k1,),
                       fusions=(config.fusion.method,), queries=queries, **common)

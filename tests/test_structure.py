@@ -35,8 +35,18 @@ def package_imports(path:Path)->set[str]:
 IMPORTS = {name: package_imports(PKG/f'{name}.py') for name in MODULES}
 
 
-def test_every_module_comes_from_a_numbered_notebook():
-    assert MODULES and all(n >= 0 for n, _ in MODULES.values())
+def test_every_numbered_notebook_exports_the_module_it_names():
+    "The chapter numbers the checks below compare come from the notebooks themselves"
+    exported = {}
+    for nb in (PKG.parent/'nbs').glob('[0-9]*.ipynb'):
+        m = re.search(r'#\|\s*default_exp\s+(\w+)', nb.read_text())
+        if m: exported[m.group(1)] = chapter_of(nb.name)
+    assert exported == MODULES, (exported, MODULES)
+
+
+def chapter_of(name:str)->tuple[int,str]:
+    m = re.match(r'(\d+)([a-z]?)_', name)
+    return int(m.group(1)), m.group(2)
 
 
 @pytest.mark.parametrize('name', sorted(MODULES))
