@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from .core import ModelLoadError, default_device, autocast_dtype, sha256_file, check_text
-from .data import ImageDataset, ImageLoadError, load_image
+from .data import ImageDataset, ImageLoadError, load_image, to_rgb
 
 # %% auto #0
 __all__ = ['log', 'load_open_clip', 'BiEncoder', 'save_open_clip', 'GalleryEmbeddings']
@@ -139,7 +139,7 @@ class _ImageItems(torch.utils.data.Dataset):
     def __getitem__(self, i):
         item = self.items[i]
         try:
-            img = item.convert('RGB') if isinstance(item, Image.Image) else load_image(item)
+            img = to_rgb(item) if isinstance(item, Image.Image) else load_image(item)
             return i, self.preprocess(img), None
         except ImageLoadError as e: return i, None, (e.path, e.reason)
 

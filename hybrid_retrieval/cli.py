@@ -10,24 +10,32 @@ import os, re, sys, json, time, argparse, logging, warnings
 from dataclasses import fields
 from fastcore.docments import docments
 from pathlib import Path
-from .core import HybridRetrievalError, atomic_write, check_positive_int, format_table
+from .core import (HybridRetrievalError, atomic_write, check_positive_int, check_text, format_table,
+                                   set_threads)
 from .data import (ImageDataset, load_image, load_image_folder, load_flickr30k, load_captions_file,
                                    make_sample_dataset)
-from .index import ImageIndex, INDEX_TYPES, build_index, load_gallery
+from .index import ImageIndex, INDEX_TYPES, build_index, load_gallery, missing_images, index_exists
 from .hybrid_search import SearchResponse, FUSIONS, explain_results
 from .config import (HybridConfig, load_config, validate, index_dir, embedding_cache_dir, load_bi_encoder,
-                                     load_cross_encoder, load_dataset, build_engine, default_cache_dir, config_dict)
-from .evaluation import evaluate, report_table, save_report
+                                     load_cross_encoder, load_dataset, build_engine, default_cache_dir, config_dict,
+                                     apply_process_settings)
+from .evaluation import evaluate, report_table, save_report, report_files, _variants
 from . import toy   # importing it registers the 'toy' preset and data source
 from .toy_training import ToyTrainConfig, train_toy_models
 from .toy_demo import run_demo, demo_rows
 
 # %% auto #0
-__all__ = ['cmd_index', 'cmd_search', 'cmd_eval', 'cmd_demo', 'cmd_toy_train', 'main']
+__all__ = ['cmd_index', 'cmd_search', 'cmd_verify', 'cmd_eval', 'cmd_demo', 'cmd_toy_train', 'main']
 
 # %% ../nbs/09_cli.ipynb #bdc71141
+def _threads_flag(p:argparse.ArgumentParser):
+    p.add_argument('--threads', type=int, help="torch's CPU threads (default: performance.threads, else the cores this "
+                                               "process may use)")
+    p.add_argument('--debug', action='store_true', help=argparse.SUPPRESS)
+
+# %% ../nbs/09_cli.ipynb #b64558c2
 def _common()->argparse.ArgumentParser:
-    "The flags of every sub-command that loads models"
+    "The flags of every sub-command that reads a configuration"
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument('--config', help='YAML configuration (default: $HYBRID_RETRIEVAL_CONFIG, else built-in defaults)')
     p.add_argument('--preset', help="a named set of models and gallery, e.g. 'toy' (the offline toy world); "
@@ -37,7 +45,9 @@ def _common()->argparse.ArgumentParser:
     p.add_argument('--clip-model', help='override stage1.model')
     p.add_argument('--pretrained', help='override stage1.pretrained')
     p.add_argument('--device', help="override device: 'cuda' or 'cpu'")
-    p.add_argument('--debug', action='store_true', help=argparse.SUPPRESS)
+    p.add_argument('--max-pixels', type=int, help='images above this many pixels are decoded reduced (JPEG) or '
+                                                  'skipped (override data.max_pixels; default 178,956,970)')
+    _threads_flag(p)
     return p
 
 # %% ../nbs/09_cli.ipynb #614fe72c
@@ -103,6 +113,7 @@ def _eval_parser(sub, common):
                     help="refuse 'cross' above this many pairs (default 100,000)")
     _format_flag(ev, 'the report is')
     ev.add_argument('--output', help='write the JSON report here, with a .csv table and a .png figure beside it')
+    ev.add_argument('--force', action='store_true', help='replace an existing .csv / .png beside --output')
 
 # %% ../nbs/09_cli.ipynb #4e82cf86
 def _demo_parser(sub):
@@ -115,7 +126,7 @@ def _demo_parser(sub):
     de.add_argument('--figure', default='toy-demo.png', help='where to write the result grid (default: toy-demo.png)')
     de.add_argument('--device', help="'cuda' or 'cpu' (default: the best available)")
     _format_flag(de, 'the table is')
-    de.add_argument('--debug', action='store_true', help=argparse.SUPPRESS)
+    _threads_flag(de)
 
 # %% ../nbs/09_cli.ipynb #2a4dcf7b
 def _toy_train_parser(sub):
@@ -126,23 +137,29 @@ def _toy_train_parser(sub):
         if f.name == 'log_every': continue
         tt.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
                         help=f'{docs[f.name]} (default {f.default})')
-    tt.add_argument('--debug', action='store_true', help=argparse.SUPPRESS)
+    _threads_flag(tt)
+
+# %% ../nbs/09_cli.ipynb #a62e01ce
+def _verify_parser(sub, common):
+    ve = sub.add_parser('verify', parents=[common], help='check an index: its checksums, and that every indexed image '
+                                                         'is still on disk')
+    ve.add_argument('--prune', action='store_true', help='remove the images that are gone from the index')
 
 # %% ../nbs/09_cli.ipynb #92dad5a2
 def _parser()->argparse.ArgumentParser:
     description = 'Two-stage image search: CLIP + FAISS candidates, re-ranked by a BLIP / BLIP-2 cross-encoder.'
     p = argparse.ArgumentParser(prog='hybrid-retrieval', description=description)
     p.add_argument('--debug', action='store_true', help='show tracebacks')
-    sub = p.add_subparsers(dest='command', required=True, metavar='{index,search,eval,demo,toy-train}')
+    sub = p.add_subparsers(dest='command', required=True, metavar='{index,search,verify,eval,demo,toy-train}')
     common = _common()
-    for build in (_index_parser, _search_parser, _eval_parser): build(sub, common)
+    for build in (_index_parser, _search_parser, _verify_parser, _eval_parser): build(sub, common)
     _demo_parser(sub); _toy_train_parser(sub)
     return p
 
 # %% ../nbs/09_cli.ipynb #05d87745
 _OVERRIDES = {'clip_model': ('stage1', 'model'), 'pretrained': ('stage1', 'pretrained'), 'k1': ('stage1', 'k1'),
               'k2': ('stage2', 'k2'), 'cross_model': ('stage2', 'model'), 'fusion': ('fusion', 'method'),
-              'type': ('index', 'type')}
+              'type': ('index', 'type'), 'threads': ('performance', 'threads'), 'max_pixels': ('data', 'max_pixels')}
 
 def _config(args)->HybridConfig:
     path = args.config or os.environ.get('HYBRID_RETRIEVAL_CONFIG')
@@ -152,7 +169,8 @@ def _config(args)->HybridConfig:
     if getattr(args, 'mmr', None) is not None: config.mmr.enabled, config.mmr.lambda_ = True, args.mmr
     if args.device: config.device = args.device
     if args.index: config.index.path = args.index
-    return validate(config)
+    apply_process_settings(validate(config))
+    return config
 
 # %% ../nbs/09_cli.ipynb #31460465
 def _gallery(args, config, sample_test_frac:float=0.25)->ImageDataset|None:
@@ -164,6 +182,22 @@ def _gallery(args, config, sample_test_frac:float=0.25)->ImageDataset|None:
     return load_dataset(config) if config.data.source is not None else None
 
 # %% ../nbs/09_cli.ipynb #cc8b61a1
+def _report_skipped(skipped:list[tuple[str,str]]):
+    "Print each entry the run skipped (the first ten, then a count), one line each"
+    for p,why in skipped[:10]: print(f"skipped {p}: {why}", file=sys.stderr)
+    if len(skipped) > 10: print(f"... and {len(skipped) - 10} more skipped", file=sys.stderr)
+
+# %% ../nbs/09_cli.ipynb #e4c724c5
+def _index_to_extend(args, path:Path, dataset:ImageDataset)->ImageIndex|None:
+    "With --extend, the saved index (checked against the gallery before any model loads), else None"
+    if not (args.extend and index_exists(path)): return None
+    index = ImageIndex.load(path)
+    gone = [i for i in index.ids if i not in dataset]
+    if gone: raise HybridRetrievalError(f"{len(gone)} indexed images (e.g. {gone[0]!r}) are not in the gallery any "
+                                        "more: rebuild without --extend, or run `hybrid-retrieval verify --prune`")
+    return index
+
+# %% ../nbs/09_cli.ipynb #3d6f8c00
 def cmd_index(args):
     "`hybrid-retrieval index`: build or extend an index of a gallery"
     config = _config(args)
@@ -173,30 +207,23 @@ def cmd_index(args):
     if args.split: dataset = dataset.split(args.split)
     if not len(dataset): raise HybridRetrievalError(f"no images found in {dataset.root}")
     path = index_dir(config)
+    previous = _index_to_extend(args, path, dataset)
     bi = load_bi_encoder(config)
-    index = None
-    if args.extend and (path/'manifest.json').is_file():
-        index = ImageIndex.load(path, model_id=bi.model_id, dim=bi.dim)
-        gone = [i for i in index.ids if i not in dataset]
-        if gone: raise HybridRetrievalError(f"{len(gone)} indexed images (e.g. {gone[0]!r}) are not in the gallery "
-                                            "any more: rebuild without --extend")
-    index, report = build_index(bi, dataset, index=index, index_type=config.index.type,
+    index, report = build_index(bi, dataset, index=previous, index_type=config.index.type,
                                 cache_dir=embedding_cache_dir(config))
+    _report_skipped(dataset.skipped + report.skipped)
     if not len(index): raise HybridRetrievalError(f"none of the {len(dataset)} images could be loaded; nothing to "
                                                   "index")
     index.save(path, dataset.subset([i for i in dataset.image_ids if i in index]))
-    for p,why in report.skipped[:10]: print(f"skipped {p}: {why}", file=sys.stderr)
-    if len(report.skipped) > 10: print(f"... and {len(report.skipped) - 10} more skipped", file=sys.stderr)
     print(f"indexed {len(index)} images in {path} ({report.added} added, {report.encoded} encoded, "
-          f"{report.from_cache} from cache, "
-          f"{len(report.skipped)} skipped)")
+          f"{report.from_cache} from cache, {len(report.skipped) + len(dataset.skipped)} skipped)")
 
 # %% ../nbs/09_cli.ipynb #b96f376d
 def _filters(items:list[str])->dict|None:
     out = {}
     for item in items:
-        if '=' not in item: raise ValueError(f"--filter expects KEY=VALUE, got {item!r}")
-        k, v = item.split('=', 1)
+        k, eq, v = item.partition('=')
+        if not eq or not k.strip(): raise ValueError(f"--filter expects KEY=VALUE, got {item!r}")
         out.setdefault(k.strip(), []).append(v.strip())
     return {k: v[0] if len(v) == 1 else v for k,v in out.items()} or None
 
@@ -224,10 +251,11 @@ def _emit(fmt:str, data, table:str):
 def cmd_search(args):
     "`hybrid-retrieval search`: text -> image or image -> image search"
     if (args.query is None) == (args.image is None): raise ValueError('give a text query or --image PATH (one of them)')
-    if args.image: load_image(args.image)   # a bad query image fails before any model loads
-    config = _config(args)
-    engine = build_engine(config, with_stage2=not args.no_rerank)
+    if args.query is not None: check_text(args.query)
     flt = _filters(args.filter)
+    config = _config(args)
+    if args.image: load_image(args.image)   # a bad query image fails before any model loads
+    engine = build_engine(config, with_stage2=not args.no_rerank)
     if args.image: response = engine.image_to_image_hybrid_search(args.image, filter=flt)
     else: response = engine.text_to_image_hybrid_search(args.query, filter=flt)
     data = response.to_dict()
@@ -240,22 +268,48 @@ def cmd_search(args):
         _write_json(dest, data)
         print(f"saved results to {dest}", file=sys.stderr)
 
+# %% ../nbs/09_cli.ipynb #4faf051d
+def cmd_verify(args):
+    "`hybrid-retrieval verify`: check an index folder; with --prune, remove the images that are gone"
+    path = index_dir(_config(args))
+    index, dataset = ImageIndex.load(path), load_gallery(path)
+    gone = missing_images(index, dataset)
+    if gone and not args.prune:
+        raise HybridRetrievalError(f"{path}: {len(gone)} of {len(index)} indexed images are gone from disk (e.g. "
+                                   f"{gone[0]!r}): `hybrid-retrieval verify --prune` removes them from the index")
+    if gone and len(gone) == len(index): raise HybridRetrievalError(f"{path}: every indexed image is gone from disk: "
+                                                                    "nothing would remain; rebuild the index")
+    if gone:
+        index.remove(gone).save(path, dataset.subset(index.ids))
+        print(f"{path}: removed {len(gone)} images that are gone from disk (e.g. {gone[0]!r}); {len(index)} remain")
+    else: print(f"{path}: {len(index)} images; checksums match and every image is on disk")
+
 # %% ../nbs/09_cli.ipynb #7aa30d94
 def _csv_list(text, cast=str):
     return tuple(cast(v.strip()) for v in text.split(',') if v.strip())
 
 # %% ../nbs/09_cli.ipynb #95e99eda
-def cmd_eval(args):
-    "`hybrid-retrieval eval`: CLIP vs hybrid vs cross-encoder on a gallery split"
-    config = _config(args)
+def _eval_args(args, config:HybridConfig)->tuple:
+    "(methods, directions, k1s, fusions) from the flags, every value checked before any data or model loads"
     try: k1s = _csv_list(args.k1_sweep, int) if args.k1_sweep else (config.stage1.k1,)
     except ValueError: raise ValueError(f"--k1 expects comma-separated integers, got {args.k1_sweep!r}") from None
     fusions = _csv_list(args.fusion_sweep) if args.fusion_sweep else (config.fusion.method,)
     methods, directions = _csv_list(args.methods), _csv_list(args.directions)
+    _variants(methods, directions, k1s, fusions, config.stage2.model)   # the model's name stands in for the model
+    for flag,n in (('--queries', args.queries), ('--max-cross-pairs', args.max_cross_pairs)):
+        if n is not None: check_positive_int(n, flag)
+    if args.output: report_files(args.output, overwrite=args.force)
+    return methods, directions, k1s, fusions
+
+# %% ../nbs/09_cli.ipynb #2f4c7a60
+def cmd_eval(args):
+    "`hybrid-retrieval eval`: CLIP vs hybrid vs cross-encoder on a gallery split"
+    config = _config(args)
+    methods, directions, k1s, fusions = _eval_args(args, config)
     index, dataset = None, _gallery(args, config, sample_test_frac=1.0)
     if dataset is None:
         path = index_dir(config)
-        if not (path/'manifest.json').is_file():
+        if not index_exists(path):
             raise HybridRetrievalError(f"nothing to evaluate: give --flickr30k, --captions or --sample, or build an "
                                        f"index at {path}")
         dataset, index = load_gallery(path), ImageIndex.load(path)
@@ -266,7 +320,7 @@ def cmd_eval(args):
                       config_dict(config))
     _emit(args.format, report, report_table(report))
     if args.output:
-        files = save_report(report, Path(args.output).expanduser())
+        files = save_report(report, args.output, overwrite=args.force)
         print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
 
 # %% ../nbs/09_cli.ipynb #5948940d
@@ -291,17 +345,29 @@ def cmd_toy_train(args):
 
 # %% ../nbs/09_cli.ipynb #e37de1fd
 _USER_ERRORS = (HybridRetrievalError, ValueError, TypeError, KeyError, FileNotFoundError, PermissionError, OSError)
-_COMMANDS = {'index': cmd_index, 'search': cmd_search, 'eval': cmd_eval, 'demo': cmd_demo, 'toy-train': cmd_toy_train}
+_COMMANDS = {'index': cmd_index, 'search': cmd_search, 'verify': cmd_verify, 'eval': cmd_eval, 'demo': cmd_demo,
+             'toy-train': cmd_toy_train}
 
+def _fail(e:BaseException, unexpected:bool=False)->int:
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    msg = msg.splitlines()[0] if msg.strip() else type(e).__name__
+    if unexpected: msg = f"unexpected {type(e).__name__}: {msg} (run with --debug for the traceback)"
+    print(f"hybrid-retrieval: error: {msg}", file=sys.stderr)
+    return 1
+
+# %% ../nbs/09_cli.ipynb #164a77bd
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `hybrid-retrieval` command"
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format='hybrid-retrieval: %(levelname)s: %(message)s')
+    logging.basicConfig(level=logging.WARNING, format='hybrid-retrieval: %(levelname)s: %(message)s', force=True)
     warnings.showwarning = lambda msg, *a, **k: print(f"hybrid-retrieval: warning: {msg}", file=sys.stderr)
-    try: _COMMANDS[args.command](args)
-    except _USER_ERRORS as e:
+    try:
+        set_threads(None if args.threads is None else check_positive_int(args.threads, '--threads'))
+        _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print('hybrid-retrieval: interrupted', file=sys.stderr)
+        return 130
+    except Exception as e:
         if args.debug: raise
-        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-        print(f"hybrid-retrieval: error: {msg.splitlines()[0] if msg else type(e).__name__}", file=sys.stderr)
-        return 1
+        return _fail(e, unexpected=not isinstance(e, _USER_ERRORS))
     return 0

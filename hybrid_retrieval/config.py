@@ -11,20 +11,23 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 import yaml, torch, transformers
-from .core import HybridRetrievalError, check_positive_int
+from .core import HybridRetrievalError, check_positive_int, read_text, short, set_threads
+from . import data as data_module
 from .data import (ImageDataset, load_image_folder, load_flickr30k, load_captions_file,
                                    make_sample_dataset)
 from .bi_encoder import BiEncoder
-from .index import ImageIndex, IndexLoadError, INDEX_TYPES, load_gallery
+from .index import (ImageIndex, IndexLoadError, INDEX_TYPES, load_gallery, index_exists,
+                                    check_index_model)
 from .cross_encoder import CrossEncoder, BACKENDS, SCORE_KINDS
 from .hybrid_search import HybridSearchEngine, SearchConfig, FUSIONS, check_k
 
 # %% auto #0
-__all__ = ['DATA_SOURCES', 'PRESETS', 'default_cache_dir', 'ConfigError', 'Stage1Config', 'Stage2Config', 'FusionConfig',
-           'MMRConfig', 'PerformanceConfig', 'IndexConfig', 'DataConfig', 'HybridConfig', 'register_data_source',
-           'register_preset', 'preset_mapping', 'validate', 'config_from_dict', 'load_config', 'config_dict', 'to_yaml',
-           'index_dir', 'embedding_cache_dir', 'search_config', 'load_bi_encoder', 'load_cross_encoder', 'load_dataset',
-           'build_engine']
+__all__ = ['DATA_SOURCES', 'PRESETS', 'MAX_CONFIG_BYTES', 'MAX_CONFIG_VALUES', 'default_cache_dir', 'ConfigError', 'Stage1Config',
+           'Stage2Config', 'FusionConfig', 'MMRConfig', 'PerformanceConfig', 'IndexConfig', 'DataConfig',
+           'HybridConfig', 'register_data_source', 'register_preset', 'preset_mapping', 'check_values', 'validate',
+           'config_from_dict', 'parse_yaml', 'load_config', 'config_dict', 'to_yaml', 'index_dir',
+           'embedding_cache_dir', 'search_config', 'apply_process_settings', 'load_bi_encoder', 'load_cross_encoder',
+           'load_dataset', 'build_engine']
 
 # %% ../nbs/06_config.ipynb #1fafe04a
 def default_cache_dir()->Path:
@@ -73,10 +76,11 @@ class MMRConfig:
 # %% ../nbs/06_config.ipynb #25397cea
 @dataclass
 class PerformanceConfig:
-    "Caching and progress display"
+    "Caching, progress display and CPU threads"
     use_cache:bool=False              # cache results of repeated queries
     cache_size:int=256                # queries kept
     show_progress:bool=True           # progress bars
+    threads:int|None=None             # torch's CPU threads; null: the cores this process may use (`usable_cores`)
 
 # %% ../nbs/06_config.ipynb #088dec56
 @dataclass
@@ -94,6 +98,7 @@ class DataConfig:
     path:str|None=None                # the folder or file, or where a generated set goes
     images_dir:str|None=None          # 'captions': folder the image paths are relative to
     split:str|None=None               # index only this split ('train', 'val', 'test')
+    max_pixels:int|None=None          # images above this are decoded reduced or skipped; null: `MAX_IMAGE_PIXELS`
 
 # %% ../nbs/06_config.ipynb #dc01d666
 @dataclass
@@ -132,14 +137,14 @@ def _section(cls, data, where:str):
     if not isinstance(data, dict): raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
     fs = {_key(f): f for f in fields(cls)}
     for k in data:
-        if k not in fs: raise ConfigError(f"unknown key {where}.{k}; allowed keys: {', '.join(fs)}")
+        if k not in fs: raise ConfigError(f"unknown key {where}.{str(k)[:60]}; allowed keys: {', '.join(fs)}")
     kw = {}
     for k,f in fs.items():
         if k not in data: continue
         if dataclasses.is_dataclass(f.default_factory() if f.default_factory is not dataclasses.MISSING else None):
             kw[f.name] = _section(f.default_factory().__class__, data[k], f'{where}.{k}')
         elif not _type_ok(data[k], f.type):
-            raise ConfigError(f"{where}.{k} must be {_expected(f.type)}, got {data[k]!r}")
+            raise ConfigError(f"{where}.{k} must be {_expected(f.type)}, got {short(data[k])}")
         else: kw[f.name] = float(data[k]) if f.type.startswith('float') else data[k]
     return cls(**kw)
 
@@ -172,20 +177,23 @@ def preset_mapping(name:str)->dict:
 # %% ../nbs/06_config.ipynb #f7cac66e
 def _allowed(where, value, allowed):
     if value is not None and value not in allowed:
-        raise ConfigError(f"{where} must be one of {list(allowed)}, got {value!r}")
+        raise ConfigError(f"{where} must be one of {list(allowed)}, got {short(value)}")
 
 # %% ../nbs/06_config.ipynb #5ce815ca
+_COUNTS = ('stage1.k1', 'stage2.k2', 'stage1.batch_size', 'stage2.batch_size', 'fusion.rrf_k', 'performance.cache_size',
+           'performance.threads', 'data.max_pixels')
+
 def _check_counts(config:HybridConfig, w:str):
-    try:
-        check_k(config.stage1.k1, config.stage2.k2, (f'{w}.stage1.k1', f'{w}.stage2.k2'))
-        for key in ('stage1.batch_size', 'stage2.batch_size', 'fusion.rrf_k', 'performance.cache_size'):
-            section, name = key.split('.')
-            check_positive_int(getattr(getattr(config, section), name), f'{w}.{key}')
-    except ValueError as e: raise ConfigError(str(e)) from None
+    for key in _COUNTS:
+        section, name = key.split('.')
+        value = getattr(getattr(config, section), name)
+        if value is None and name in ('threads', 'max_pixels'): continue
+        try: check_positive_int(value, f'{w}.{key}')
+        except ValueError as e: raise ConfigError(str(e)) from None
 
 # %% ../nbs/06_config.ipynb #1715e48d
-def validate(config:HybridConfig)->HybridConfig:
-    "Check allowed values and the relations between keys; returns `config`"
+def check_values(config:HybridConfig)->HybridConfig:
+    "Check each value on its own: counts, allowed values, ranges; returns `config`"
     w = 'hybrid_search'
     _check_counts(config, w)
     _allowed(f'{w}.stage2.backend', config.stage2.backend, BACKENDS)
@@ -193,10 +201,19 @@ def validate(config:HybridConfig)->HybridConfig:
     _allowed(f'{w}.fusion.method', config.fusion.method, FUSIONS)
     _allowed(f'{w}.index.type', config.index.type, INDEX_TYPES)
     _allowed(f'{w}.data.source', config.data.source, DATA_SOURCES)
-    _allowed(f'{w}.preset', config.preset, PRESETS)
     _allowed(f'{w}.device', config.device and config.device.split(':')[0], ('cuda', 'cpu'))
     for where,v in ((f'{w}.fusion.alpha', config.fusion.alpha), (f'{w}.mmr.lambda', config.mmr.lambda_)):
         if not 0 <= v <= 1: raise ConfigError(f"{where} must be between 0 and 1, got {v}")
+    return config
+
+# %% ../nbs/06_config.ipynb #f3c96545
+def validate(config:HybridConfig)->HybridConfig:
+    "Check each value and the relations between keys; returns `config`"
+    w = 'hybrid_search'
+    check_values(config)
+    _allowed(f'{w}.preset', config.preset, PRESETS)
+    try: check_k(config.stage1.k1, config.stage2.k2, (f'{w}.stage1.k1', f'{w}.stage2.k2'))
+    except ValueError as e: raise ConfigError(str(e)) from None
     if config.fusion.method == 'sum' and config.stage2.backend == 'blip2-generative':
         raise ConfigError(f"{w}.fusion.method 'sum' needs an ITM cross-encoder, not backend 'blip2-generative'")
     if config.data.source is not None and config.data.path is None:
@@ -217,16 +234,47 @@ def config_from_dict(data:dict|None, preset:str|None=None)->HybridConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"a configuration must be a mapping with the key 'hybrid_search', got {type(data).__name__}")
     extra = set(data) - {'hybrid_search'}
-    if extra: raise ConfigError(f"unknown top-level key {sorted(extra)[0]}; the configuration lives under "
-                                "'hybrid_search'")
-    hs = data.get('hybrid_search') or {}
-    if preset is not None and isinstance(hs, dict):                 # like a flag: over the file
-        hs = _merge(hs, preset_mapping(preset)) | {'preset': preset}
-    elif isinstance(hs, dict) and hs.get('preset') is not None:     # in the file: under its keys
-        if not isinstance(hs['preset'], str):
-            raise ConfigError(f"hybrid_search.preset must be a string, got {hs['preset']!r}")
-        hs = _merge(preset_mapping(hs['preset']), hs)
+    if extra: raise ConfigError(f"unknown top-level key {sorted(map(str, extra))[0][:60]}; the configuration lives "
+                                "under 'hybrid_search'")
+    hs = {} if data.get('hybrid_search') is None else data['hybrid_search']
+    check_values(_section(HybridConfig, hs, 'hybrid_search'))       # the file's own values, before any preset
+    if preset is not None: hs = _merge(hs, preset_mapping(preset)) | {'preset': preset}   # like a flag: over the file
+    elif hs.get('preset') is not None: hs = _merge(preset_mapping(hs['preset']), hs)      # in the file: under its keys
     return validate(_section(HybridConfig, hs, 'hybrid_search'))
+
+# %% ../nbs/06_config.ipynb #434a2135
+MAX_CONFIG_BYTES, MAX_CONFIG_VALUES = 1_000_000, 100_000
+
+def _expanded_size(node:yaml.Node, memo:dict)->int:
+    "How many values `node` stands for once its aliases are expanded (shared nodes are counted once per use)"
+    if id(node) in memo: return memo[id(node)]
+    memo[id(node)] = 1                                              # a recursive alias counts once
+    kids = [n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode) else (
+           node.value if isinstance(node, yaml.SequenceNode) else [])
+    memo[id(node)] = 1 + sum(_expanded_size(k, memo) for k in kids)
+    return memo[id(node)]
+
+# %% ../nbs/06_config.ipynb #c1ef7ab5
+def _yaml_error(e:Exception, path)->str:
+    mark, what = getattr(e, 'problem_mark', None), getattr(e, 'problem', None) or str(e).splitlines()[0]
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    return f"{where}: not valid YAML ({what})"
+
+# %% ../nbs/06_config.ipynb #dc4a19f9
+def parse_yaml(text:str, path:str|Path='<string>'):
+    "Plain data from YAML `text`, its size and alias expansion bounded before anything is built"
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is {len(text):,} characters long; a configuration is at most {MAX_CONFIG_BYTES:,}")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{path}: the YAML expands to more than {MAX_CONFIG_VALUES:,} values through its aliases "
+                              "(*name); a configuration has a few dozen")
+        return None if node is None else loader.construct_document(node)
+    except yaml.YAMLError as e: raise ConfigError(_yaml_error(e, path)) from None
+    except RecursionError: raise ConfigError(f"{path}: the YAML is nested too deeply") from None
+    finally: loader.dispose()
 
 # %% ../nbs/06_config.ipynb #832f6e4f
 def load_config(path:str|Path|None=None, # YAML file; None: the defaults
@@ -236,8 +284,9 @@ def load_config(path:str|Path|None=None, # YAML file; None: the defaults
     if path is None: return config_from_dict({}, preset)
     path = Path(path).expanduser()
     if not path.is_file(): raise FileNotFoundError(f"configuration file not found: {path}")
-    try: data = yaml.safe_load(path.read_text(encoding='utf-8'))
-    except yaml.YAMLError as e: raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    try: data = parse_yaml(read_text(path), path)
+    except ConfigError: raise
+    except ValueError as e: raise ConfigError(str(e)) from None
     try: return config_from_dict(data, preset)
     except ConfigError as e: raise ConfigError(f"{path}: {e}") from None
 
@@ -273,9 +322,16 @@ def search_config(config:HybridConfig)->SearchConfig:
                         fusion=c.fusion.method, alpha=c.fusion.alpha, rrf_k=c.fusion.rrf_k,
                         mmr_lambda=c.mmr.lambda_ if c.mmr.enabled else None, score_kind=c.stage2.score)
 
+# %% ../nbs/06_config.ipynb #41b165f5
+def apply_process_settings(config:HybridConfig)->int:
+    "Size torch's CPU threads and set the image pixel limit as `config` says; returns the number of threads"
+    data_module.MAX_IMAGE_PIXELS = config.data.max_pixels or data_module.DEFAULT_MAX_PIXELS
+    return set_threads(config.performance.threads)
+
 # %% ../nbs/06_config.ipynb #77e3fac4
 def _runtime(config:HybridConfig)->dict:
     "What both models take from the configuration's top level: the device and whether to show progress"
+    apply_process_settings(config)
     return dict(device=config.device, show_progress=config.performance.show_progress)
 
 # %% ../nbs/06_config.ipynb #d60e8ec8
@@ -301,20 +357,21 @@ def load_dataset(config:HybridConfig)->ImageDataset:
         raise ConfigError('no gallery configured: set hybrid_search.data.source and .path (or pass one on the command '
                           'line)')
     if d.source not in DATA_SOURCES: _allowed('hybrid_search.data.source', d.source, DATA_SOURCES)
+    apply_process_settings(config)
     ds = DATA_SOURCES[d.source](Path(d.path).expanduser(), d.images_dir)
     return ds.split(d.split) if d.split else ds
 
 # %% ../nbs/06_config.ipynb #511f2174
 def build_engine(config:HybridConfig|None=None, index_path:str|Path|None=None,
                  with_stage2:bool=True)->HybridSearchEngine:
-    "A `HybridSearchEngine` from a configuration: models, the index (and its gallery), search parameters"
+    "A `HybridSearchEngine` from a configuration: the index (and its gallery), the models, search parameters"
     config = config or load_config()
     path = Path(index_path).expanduser() if index_path else index_dir(config)
-    if not (path/'manifest.json').is_file():
+    if not index_exists(path):
         raise IndexLoadError(f"no index at {path}: build one first, e.g. `hybrid-retrieval index --images DIR`"
                              + ('' if index_path else ' (or pass --index)'))
+    index, dataset = ImageIndex.load(path), load_gallery(path)
     bi = load_bi_encoder(config)
-    index = ImageIndex.load(path, model_id=bi.model_id, dim=bi.dim)
-    dataset = load_gallery(path)
+    check_index_model(bi, index)
     ce = load_cross_encoder(config, dataset) if with_stage2 else None
     return HybridSearchEngine(bi, ce, index, dataset, search_config(config))

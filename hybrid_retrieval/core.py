@@ -6,13 +6,15 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #ae3e103b
 from __future__ import annotations
-import os, json, time, shutil, hashlib, numbers, tempfile, contextlib
+import os, re, json, reprlib, time, codecs, shutil, hashlib, logging, numbers, tempfile, contextlib
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # before torch loads OpenMP: idle threads sleep (see Threads)
 from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['HybridRetrievalError', 'ModelLoadError', 'check_text', 'check_positive_int', 'default_device', 'autocast_dtype',
-           'Timer', 'atomic_write', 'atomic_dir', 'sha256_file', 'sha256_str', 'model_dir', 'file_stamp', 'unit_scale_',
+__all__ = ['log', 'HybridRetrievalError', 'ModelLoadError', 'check_text', 'check_positive_int', 'short', 'read_text',
+           'text_lines', 'default_device', 'autocast_dtype', 'Timer', 'clean_leftovers', 'atomic_write', 'atomic_dir',
+           'sha256_file', 'sha256_str', 'model_dir', 'file_stamp', 'unit_scale_', 'usable_cores', 'set_threads',
            'Table', 'format_table']
 
 # %% ../nbs/00_core.ipynb #da2437d2
@@ -35,6 +37,36 @@ def check_positive_int(value, name:str)->int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+# %% ../nbs/00_core.ipynb #b0766d52
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 1, 40, 40, 4, 4
+
+def short(value)->str:
+    "A repr of `value` of bounded length, however big or deep `value` is"
+    return _REPR.repr(value)
+
+# %% ../nbs/00_core.ipynb #e0c47d88
+def _not_utf8(line:bytes, pos:int)->str: return f"not UTF-8 text (byte 0x{line[pos]:02x} at column {pos + 1})"
+
+# %% ../nbs/00_core.ipynb #bd0491a6
+def read_text(path:str|Path)->str:
+    "The UTF-8 text of the file at `path` (a byte-order mark dropped); bytes that are not UTF-8 raise, located"
+    data = Path(path).read_bytes()
+    try: return data.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        start = data.rfind(b'\n', 0, e.start) + 1
+        line = data.count(b'\n', 0, start) + 1
+        raise ValueError(f"{path}:{line}: {_not_utf8(data[start:], e.start - start)}; save it as UTF-8") from None
+
+# %% ../nbs/00_core.ipynb #ae62320a
+def text_lines(path:str|Path):
+    "Yield (line number, text, None) per line of `path`, or (line number, None, why) for a line that is not UTF-8"
+    with open(path, 'rb') as f:
+        for n,raw in enumerate(f, 1):
+            if n == 1: raw = raw.removeprefix(codecs.BOM_UTF8)
+            try: yield n, raw.decode('utf-8'), None
+            except UnicodeDecodeError as e: yield n, None, _not_utf8(raw, e.start)
 
 # %% ../nbs/00_core.ipynb #a0966b24
 def default_device(device:str|torch.device|None=None # 'cuda', 'cuda:1', 'cpu'; None picks the best available
@@ -69,6 +101,54 @@ class Timer:
     def __exit__(self, *exc):
         self._sync(); self.seconds = time.perf_counter() - self.start
 
+# %% ../nbs/00_core.ipynb #888c8da2
+def _umask()->int:
+    "This process's umask (read without changing it where Linux allows)"
+    try: return int(re.search(r'Umask:\s*([0-7]+)', Path('/proc/self/status').read_text())[1], 8)
+    except (OSError, TypeError): mask = os.umask(0o022); os.umask(mask); return mask
+
+# %% ../nbs/00_core.ipynb #5e47f602
+def _mode_for(path:Path, new:int)->int:
+    "The mode a file (new=0o666) or folder (new=0o777) at `path` should get: the one it replaces, else `new` & ~umask"
+    try: return path.stat().st_mode & 0o7777
+    except OSError: return new & ~_umask()
+
+# %% ../nbs/00_core.ipynb #6a2b15ea
+def _alive(pid:int)->bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+# %% ../nbs/00_core.ipynb #4b04aae3
+log = logging.getLogger(__name__)
+
+def clean_leftovers(path:str|Path)->list[str]:
+    "Remove what killed writes to `path` left beside it; restore `path` from an interrupted swap. Returns what was done"
+    path, done = Path(path), []
+    pat = re.compile(rf'\.{re.escape(path.name)}\.(\d+)(?:-[^/]*)?\.(tmp|old)')
+    try: entries = sorted(path.parent.iterdir())
+    except OSError: return done
+    for p in entries:
+        if not (m := pat.fullmatch(p.name)) or _alive(int(m[1])): continue
+        if m[2] == 'old' and not path.exists(): os.replace(p, path); done.append(f'restored {path} from {p.name}')
+        else:
+            if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
+            else: p.unlink(missing_ok=True)
+            done.append(f'removed {p}')
+    for line in done: log.warning("an interrupted run was cleaned up: %s", line)
+    return done
+
+# %% ../nbs/00_core.ipynb #b8e9261d
+_CLEANED:set[Path] = set()
+
+def _clean_once(folder:Path):
+    "Clean a folder's file leftovers once per process (a feature store writes thousands of files into one folder)"
+    if (folder := folder.resolve()) in _CLEANED: return
+    _CLEANED.add(folder)
+    pat = re.compile(r'\.(.+)\.\d+-[^/]*\.tmp')
+    for name in {m[1] for p in folder.iterdir() if (m := pat.fullmatch(p.name))}: clean_leftovers(folder/name)
+
 # %% ../nbs/00_core.ipynb #33959533
 @contextlib.contextmanager
 def atomic_write(path:str|Path, # file to create or replace
@@ -76,11 +156,13 @@ def atomic_write(path:str|Path, # file to create or replace
     "Open a temporary file for writing that replaces `path` only when the block succeeds"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd,tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    _clean_once(path.parent)
+    fd,tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.{os.getpid()}-', suffix='.tmp')
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, **({'encoding': 'utf-8'} if 'b' not in mode else {})) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, _mode_for(path, 0o666))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -92,9 +174,11 @@ def atomic_dir(path:str|Path): # folder to create or replace as a whole
     "Yield a temporary folder that replaces `path` only when the block succeeds"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'))
+    clean_leftovers(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.{os.getpid()}-', suffix='.tmp'))
     try:
         yield tmp
+        os.chmod(tmp, _mode_for(path, 0o777))
         old = None
         if path.exists():
             old = path.with_name(f'.{path.name}.{os.getpid()}.old')
@@ -137,6 +221,23 @@ def unit_scale_(model:torch.nn.Module)->torch.nn.Module:
         if p.dim() >= 2: p.normal_(0, p.shape[-1] ** -0.5 if p.dim() == 2 else p[0].numel() ** -0.5)
     if hasattr(model, 'query_tokens'): model.query_tokens.normal_(0, 1)
     return model
+
+# %% ../nbs/00_core.ipynb #cfc88db0
+def usable_cores()->int:
+    "CPUs this process may really use: its affinity mask, capped by a cgroup v2 CPU quota (containers, Kaggle)"
+    n = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    try:
+        quota, period = Path('/sys/fs/cgroup/cpu.max').read_text().split()[:2]
+        if quota != 'max': n = min(n, max(1, int(quota) // int(period)))
+    except (OSError, ValueError): pass
+    return n
+
+# %% ../nbs/00_core.ipynb #74f22d0c
+def set_threads(n:int|None=None)->int: # threads for torch's CPU work; None: `usable_cores()`
+    "Size torch's CPU thread pool; returns the size"
+    n = usable_cores() if n is None else check_positive_int(n, 'threads')
+    if torch.get_num_threads() != n: torch.set_num_threads(n)
+    return n
 
 # %% ../nbs/00_core.ipynb #4472121c
 class Table(str):

@@ -18,7 +18,7 @@ from transformers import (AutoConfig, AutoProcessor, BlipForImageTextRetrieval, 
                           Blip2ForConditionalGeneration)
 from .core import (HybridRetrievalError, ModelLoadError, default_device, autocast_dtype, atomic_write,
                                    sha256_str, check_text, model_dir, file_stamp)
-from .data import ImageDataset, ImageLoadError, load_image
+from .data import ImageDataset, ImageLoadError, load_image, to_rgb
 
 # %% auto #0
 __all__ = ['log', 'BACKENDS', 'SCORE_KINDS', 'detect_backend', 'huggingface_hub_offline', 'load_pretrained', 'image_key',
@@ -301,7 +301,7 @@ def image_features(self:CrossEncoder, images:list)->list[torch.Tensor]:
     if todo:
         first = {}
         for k,im in zip(keys, resolved): first.setdefault(k, im)
-        decoded = [first[k].convert('RGB') if isinstance(first[k], Image.Image) else load_image(first[k]) for k in todo]
+        decoded = [to_rgb(first[k]) if isinstance(first[k], Image.Image) else load_image(first[k]) for k in todo]
         for k,f in zip(todo, self._encode_vision(decoded)):
             f = f.clone(); self.store.put(k, f); found[k] = f
     return [found[k] for k in keys]

@@ -6,17 +6,19 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #430ab888
 from __future__ import annotations
-import os, csv, json, random, logging
+import os, csv, json, math, random, logging, threading, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterable
+import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
-from .core import HybridRetrievalError, atomic_write
+from .core import HybridRetrievalError, atomic_write, read_text, text_lines, short
 
 # %% auto #0
-__all__ = ['log', 'IMAGE_EXTENSIONS', 'SHAPES', 'SAMPLE_COLOURS', 'ImageLoadError', 'load_image', 'safe_path', 'ImageDataset',
-           'load_captions_file', 'save_captions_file', 'load_image_folder', 'read_flickr30k_csv', 'read_karpathy_split',
-           'find_flickr30k_dir', 'load_flickr30k', 'draw_shape', 'make_sample_dataset']
+__all__ = ['log', 'DEFAULT_MAX_PIXELS', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'SHAPES', 'SAMPLE_COLOURS', 'ImageLoadError',
+           'to_rgb', 'load_image', 'safe_path', 'ImageDataset', 'load_captions_file', 'save_captions_file',
+           'load_image_folder', 'read_flickr30k_csv', 'read_karpathy_split', 'find_flickr30k_dir', 'load_flickr30k',
+           'draw_shape', 'make_sample_dataset']
 
 # %% ../nbs/01_data.ipynb #cf3288cb
 log = logging.getLogger(__name__)
@@ -28,19 +30,64 @@ class ImageLoadError(HybridRetrievalError):
         self.path,self.reason = str(path),reason
         super().__init__(f"cannot load image {self.path}: {reason}")
 
+# %% ../nbs/01_data.ipynb #cca25324
+DEFAULT_MAX_PIXELS = 178_956_970   # Pillow's own decompression-bomb limit (2 x PIL.Image.MAX_IMAGE_PIXELS)
+MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS   # the limit in force: set by a configuration's data.max_pixels
+_PILLOW_LIMIT = threading.Lock()
+
+def _open_image(path:Path)->Image.Image:
+    "Open `path` lazily (the header only) with Pillow's bomb check off: `_within_limit` does it, per image"
+    with _PILLOW_LIMIT, warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try: return Image.open(path)
+        finally: Image.MAX_IMAGE_PIXELS = saved
+
+# %% ../nbs/01_data.ipynb #8578b499
+def _within_limit(img:Image.Image, limit:int, path)->Image.Image:
+    "`img` if it has at most `limit` pixels; a big JPEG set to decode reduced (`draft`); else refused before decoding"
+    w, h = img.size
+    if w * h <= limit: return img
+    if img.format == 'JPEG':
+        scale = min(8, 2 ** math.ceil(math.log2(math.sqrt(w * h / limit))))
+        img.draft(img.mode, (max(1, w // scale), max(1, h // scale)))
+        if img.size[0] * img.size[1] <= limit: return img
+    raise ImageLoadError(path, f"{w}x{h} is {w * h / 1e6:,.0f} megapixels, above the limit of {limit / 1e6:,.0f} "
+                               "(raise it with --max-pixels or data.max_pixels)")
+
+# %% ../nbs/01_data.ipynb #d85c2886
+def to_rgb(img:Image.Image, path='<PIL image>')->Image.Image:
+    "`img` as 8-bit RGB: 16-bit and float pixels scaled, transparency over white, palettes and CMYK converted"
+    if 0 in img.size: raise ImageLoadError(path, f'image has no pixels ({img.size[0]}x{img.size[1]})')
+    mode = img.mode
+    if mode.startswith('I;16') or mode in ('I', 'F'):
+        a = np.asarray(img, dtype=np.float64)
+        if mode != 'F' and (mode.startswith('I;16') or a.max() > 255): a = a / 257   # 16-bit: 65535 -> 255
+        elif mode == 'F' and a.max() <= 1: a = a * 255                                # float in [0, 1]
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8)).convert('RGB')
+    if mode in ('LA', 'La', 'PA', 'RGBA', 'RGBa', 'P') or 'transparency' in img.info:
+        white = Image.new('RGBA', img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, img.convert('RGBA')).convert('RGB')
+    try: return img.convert('RGB')
+    except ValueError: raise ImageLoadError(path, f'pixel mode {mode} cannot be converted to RGB') from None
+
 # %% ../nbs/01_data.ipynb #1dd17fc9
-def load_image(path:str|Path)->Image.Image:
+def load_image(path:str|Path,             # the image file
+               max_pixels:int|None=None   # decode at most this many pixels; None: `MAX_IMAGE_PIXELS`
+              )->Image.Image:
     "Decode the image at `path` as RGB with its EXIF orientation applied"
     path = Path(path).expanduser()
     if not path.is_file(): raise ImageLoadError(path, 'file not found')
     if path.stat().st_size == 0: raise ImageLoadError(path, 'file is empty (0 bytes)')
     try:
-        with Image.open(path) as img:
+        with _open_image(path) as img:
+            img = _within_limit(img, MAX_IMAGE_PIXELS if max_pixels is None else max_pixels, path)
             img.load()
-            img = ImageOps.exif_transpose(img)
-            return img.convert('RGB')
+            return to_rgb(ImageOps.exif_transpose(img), path)
+    except ImageLoadError: raise
     except UnidentifiedImageError: raise ImageLoadError(path, 'not an image file') from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except PermissionError: raise ImageLoadError(path, 'permission denied') from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageLoadError(path, f'corrupt or truncated image ({e})') from None
 
 # %% ../nbs/01_data.ipynb #0fb12fea
@@ -152,50 +199,71 @@ def _add_row(rows, root, image, caption, split=None, meta=None):
     if meta: entry['meta'].update(meta)
 
 # %% ../nbs/01_data.ipynb #bf943aeb
+def _report_skipped(name:str, skipped:list[tuple[str,str]]):
+    if skipped: log.warning("%s: skipped %d entr%s, e.g. %s: %s", name, len(skipped),
+                            'y' if len(skipped) == 1 else 'ies', *skipped[0])
+
+# %% ../nbs/01_data.ipynb #30e98bcb
 def _dataset_from_rows(rows, root, name, skipped)->ImageDataset:
     ids = list(rows)
-    if skipped: log.warning("%s: skipped %d malformed row(s), e.g. %s: %s", name, len(skipped), *skipped[0])
+    _report_skipped(name, skipped)
     return ImageDataset(root, ids, [rows[i]['path'] for i in ids],
                         captions={i: rows[i]['captions'] for i in ids if rows[i]['captions']},
                         splits={i: rows[i]['split'] for i in ids if rows[i]['split']},
                         metadata={i: rows[i]['meta'] for i in ids if rows[i]['meta']},
                         name=name, skipped=skipped)
 
+# %% ../nbs/01_data.ipynb #a68c59e8
+def _jsonl_rows(path:Path, root:Path, rows:dict, skipped:list):
+    "Read a JSONL captions file into `rows`, recording each line it cannot use in `skipped`"
+    for n,line,why in text_lines(path):
+        if why is None and not line.strip(): continue
+        try: rec = json.loads(line) if why is None else None
+        except json.JSONDecodeError as e: why = f'invalid JSON ({e.msg}, column {e.colno})'
+        if why is None and not isinstance(rec, dict): why = f'expected a JSON object, got {short(rec)}'
+        if why is None:
+            meta = {k:v for k,v in rec.items() if k not in ('image', 'caption', 'split')}
+            why = _add_row(rows, root, rec.get('image'), rec.get('caption'), rec.get('split'), meta)
+        if why: skipped.append((f'{path.name}:{n}', why))
+
+# %% ../nbs/01_data.ipynb #86626322
+def _csv_lines(path:Path, skipped:list):
+    "The lines of `path` for the csv module; a line that is not UTF-8 is recorded and read as blank (numbering kept)"
+    for n,line,why in text_lines(path):
+        if why: skipped.append((f'{path.name}:{n}', why))
+        yield line if why is None else '\n'
+
+# %% ../nbs/01_data.ipynb #ca3c3ef3
+def _csv_rows(path:Path, root:Path, rows:dict, skipped:list):
+    "Read a CSV / TSV captions file into `rows`, recording each row it cannot use in `skipped`"
+    reader = csv.DictReader(_csv_lines(path, skipped), delimiter='\t' if path.suffix.lower() == '.tsv' else ',')
+    try: cols = [c.strip() for c in reader.fieldnames or []]
+    except csv.Error as e: raise ValueError(f"{path}:1: not a readable CSV header ({e})") from None
+    if 'image' not in cols or 'caption' not in cols:
+        raise ValueError(f"{path}:1: the header must name the 'image' and 'caption' columns; found {short(cols)}")
+    reader.fieldnames = cols
+    try:
+        for rec in reader:
+            where = f'{path.name}:{reader.line_num}'
+            if None in rec: skipped.append((where, 'more fields than the header')); continue
+            meta = {k:v for k,v in rec.items() if k not in ('image', 'caption', 'split') and v not in (None, '')}
+            if why := _add_row(rows, root, rec.get('image'), rec.get('caption'), rec.get('split'), meta):
+                skipped.append((where, why))
+    except csv.Error as e: raise ValueError(f"{path}:{reader.line_num}: {e}") from None
+
 # %% ../nbs/01_data.ipynb #7b9eaed5
-def load_captions_file(path:str|Path,           # .csv (header with `image`, `caption`[, `split`]) or .jsonl
+def load_captions_file(path:str|Path,           # .csv / .tsv (header with `image`, `caption`[, `split`]) or .jsonl
                        images_dir:str|Path|None=None, # folder image paths are relative to; default: the file's folder
                        name:str|None=None)->ImageDataset: # dataset name; default: the file name
     "Load a gallery from a CSV or JSONL file of (image, caption[, split]) rows"
     path = Path(path).expanduser()
     if not path.is_file(): raise FileNotFoundError(f"captions file not found: {path}")
-    root = Path(images_dir) if images_dir is not None else path.parent
+    root = Path(images_dir).expanduser() if images_dir is not None else path.parent
     if not root.is_dir(): raise FileNotFoundError(f"images folder not found: {root}")
-    rows,skipped,core_keys = {},[],{'image','caption','split'}
-    if path.suffix.lower() == '.jsonl':
-        with open(path, encoding='utf-8') as f:
-            for n,line in enumerate(f, 1):
-                if not line.strip(): continue
-                try: rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    skipped.append((f'{path.name}:{n}', f'invalid JSON ({e.msg})')); continue
-                if not isinstance(rec, dict): skipped.append((f'{path.name}:{n}', 'not a JSON object')); continue
-                meta = {k:v for k,v in rec.items() if k not in core_keys}
-                why = _add_row(rows, root, rec.get('image'), rec.get('caption'), rec.get('split'), meta)
-                if why: skipped.append((f'{path.name}:{n}', why))
-    elif path.suffix.lower() in ('.csv', '.tsv'):
-        with open(path, newline='', encoding='utf-8') as f:
-            reader = csv.DictReader(f, delimiter='\t' if path.suffix.lower() == '.tsv' else ',')
-            cols = [c.strip() for c in reader.fieldnames or []]
-            if 'image' not in cols or 'caption' not in cols:
-                raise ValueError(f"{path} must have a header with 'image' and 'caption' columns; found {cols}")
-            reader.fieldnames = cols
-            for rec in reader:
-                n = reader.line_num
-                if None in rec: skipped.append((f'{path.name}:{n}', 'more fields than the header')); continue
-                meta = {k:v for k,v in rec.items() if k not in core_keys and v not in (None, '')}
-                why = _add_row(rows, root, rec.get('image'), rec.get('caption'), rec.get('split'), meta)
-                if why: skipped.append((f'{path.name}:{n}', why))
-    else: raise ValueError(f"unsupported captions file {path.name}: expected .csv, .tsv or .jsonl")
+    read = {'.jsonl': _jsonl_rows, '.csv': _csv_rows, '.tsv': _csv_rows}.get(path.suffix.lower())
+    if read is None: raise ValueError(f"unsupported captions file {path.name}: expected .csv, .tsv or .jsonl")
+    rows, skipped = {}, []
+    read(path, root, rows, skipped)
     return _dataset_from_rows(rows, root, name or path.stem, skipped)
 
 # %% ../nbs/01_data.ipynb #fed1cc46
@@ -218,48 +286,73 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.
 def load_image_folder(folder:str|Path,       # folder holding the images
                       recursive:bool=True,   # also look in sub-folders
                       name:str|None=None)->ImageDataset:
-    "A caption-less gallery of every image file under `folder`"
+    "A caption-less gallery of every image file under `folder`; links that lead outside it are skipped and reported"
     folder = Path(folder).expanduser()
     if not folder.is_dir(): raise FileNotFoundError(f"image folder not found: {folder}")
-    root = folder.resolve()
-    files = sorted(p for p in (root.rglob('*') if recursive else root.iterdir())
-                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith('.'))
-    ids = [p.relative_to(root).as_posix() for p in files]
-    return ImageDataset(root, ids, files, name=name or folder.name)
+    root, files, skipped = folder.resolve(), [], []
+    for p in sorted(root.rglob('*') if recursive else root.iterdir()):
+        if p.suffix.lower() not in IMAGE_EXTENSIONS or p.name.startswith('.'): continue
+        try: target = p.resolve(strict=True)
+        except (OSError, RuntimeError): skipped.append((str(p), 'broken symbolic link')); continue
+        if not target.is_relative_to(root):
+            skipped.append((str(p), f'links to {target}, outside the gallery folder {root}')); continue
+        if target.is_file(): files.append(p)
+    _report_skipped(name or folder.name, skipped)
+    return ImageDataset(root, [p.relative_to(root).as_posix() for p in files], files, name=name or folder.name,
+                        skipped=skipped)
 
 # %% ../nbs/01_data.ipynb #84794e36
+_KAGGLE_HEADER = ['image_name', 'comment_number', 'comment']
+
 def read_flickr30k_csv(path:str|Path)->tuple[dict[str,list[str]], list[tuple[str,str]]]:
     "Captions per image from Kaggle's pipe-separated `results.csv`, and the rows skipped"
     path = Path(path).expanduser()
     captions,skipped = {},[]
-    with open(path, encoding='utf-8') as f:
-        header = f.readline()
-        if [h.strip() for h in header.split('|')] != ['image_name', 'comment_number', 'comment']:
-            raise ValueError(f"{path} does not look like Flickr30k's results.csv: header is {header.strip()!r}, "
+    for n,line,why in text_lines(path):
+        if n == 1:
+            if why is None and [h.strip() for h in line.split('|')] == _KAGGLE_HEADER: continue
+            raise ValueError(f"{path}:1: not Flickr30k's results.csv: the header is {short((line or '').strip())}, "
                              "expected 'image_name| comment_number| comment'")
-        for n,line in enumerate(f, 2):
-            if not line.strip(): continue
-            parts = [p.strip() for p in line.split('|', 2)]
-            if len(parts) != 3 or not parts[0] or not parts[2] or not parts[1].isdigit():
-                skipped.append((f'{path.name}:{n}', f'malformed row {line.strip()[:60]!r}')); continue
-            captions.setdefault(parts[0], []).append(parts[2])
+        if why is None and not line.strip(): continue
+        parts = [p.strip() for p in line.split('|', 2)] if why is None else []
+        if why is None and (len(parts) != 3 or not parts[0] or not parts[2] or not parts[1].isdigit()):
+            why = f'malformed row {line.strip()[:60]!r}'
+        if why: skipped.append((f'{path.name}:{n}', why)); continue
+        captions.setdefault(parts[0], []).append(parts[2])
     return captions, skipped
 
 # %% ../nbs/01_data.ipynb #003e2985
-def read_karpathy_split(path:str|Path)->dict[str,tuple[str,list[str]]]:
-    "Map each image file name to its (split, raw captions) from a Karpathy split file"
+def _karpathy_record(rec)->tuple[str, str|None, list[str], list[tuple[int,str]]]:
+    "(file name, split, captions, [(sentence position, why)]) of one image record; raises naming a bad field"
+    if not isinstance(rec, dict): raise ValueError(f"expected an object, got {short(rec)}")
+    fname, split, sents = rec.get('filename'), rec.get('split'), rec.get('sentences', [])
+    if not isinstance(fname, str) or not fname.strip():
+        raise ValueError(f"'filename' must be a file name, got {short(fname)}")
+    if split is not None and not isinstance(split, str):
+        raise ValueError(f"'split' of {fname!r} must be a string such as 'test', got {short(split)}")
+    if not isinstance(sents, list): raise ValueError(f"'sentences' of {fname!r} must be a list, got {short(sents)}")
+    caps, bad = [], []
+    for k,s in enumerate(sents):
+        raw = s.get('raw') if isinstance(s, dict) else s
+        if isinstance(s, dict) and isinstance(raw, str) and raw.strip(): caps.append(raw.strip())
+        else: bad.append((k, f"'raw' must be a caption string, got {short(raw)}"))
+    return fname, 'train' if split == 'restval' else split, caps, bad
+
+# %% ../nbs/01_data.ipynb #dffed79f
+def read_karpathy_split(path:str|Path)->tuple[dict[str,tuple[str,list[str]]], list[tuple[str,str]]]:
+    "Each image file name's (split, raw captions) from a Karpathy split file, and the records or captions skipped"
     path = Path(path).expanduser()
-    try: data = json.loads(Path(path).expanduser().read_text(encoding='utf-8'))
-    except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON: {e}") from None
+    try: data = json.loads(read_text(path))
+    except json.JSONDecodeError as e: raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
     if not isinstance(data, dict) or not isinstance(data.get('images'), list):
         raise ValueError(f"{path} is not a Karpathy split file: expected a JSON object with an 'images' list")
-    out = {}
+    out, skipped = {}, []
     for n,rec in enumerate(data['images']):
-        if not isinstance(rec, dict) or not isinstance(rec.get('filename'), str):
-            raise ValueError(f"{path}: image record {n} has no 'filename'")
-        split = 'train' if rec.get('split') == 'restval' else rec.get('split')
-        out[rec['filename']] = (split, [s['raw'].strip() for s in rec.get('sentences', [])])
-    return out
+        try: fname, split, caps, bad = _karpathy_record(rec)
+        except ValueError as e: skipped.append((f'{path.name}: images[{n}]', str(e))); continue
+        skipped += [(f'{path.name}: images[{n}].sentences[{k}]', why) for k,why in bad]
+        out[fname] = (split, caps)
+    return out, skipped
 
 # %% ../nbs/01_data.ipynb #d55f2252
 _FLICKR_FILES = ('results.csv', 'dataset_flickr30k.json')
@@ -300,19 +393,17 @@ def load_flickr30k(data_dir:str|Path|None=None,   # holds results.csv and/or dat
     if split_file is None and captions_file is None:
         raise FileNotFoundError(f"{data_dir} holds neither results.csv nor dataset_flickr30k.json")
     root = Path(images_dir) if images_dir is not None else _flickr_images_dir(data_dir)
-    rows,skipped = {},[]
+    rows = {}
     if split_file is not None:
-        for fname,(split,caps) in read_karpathy_split(split_file).items():
-            if not caps: _add_row(rows, root, fname, None, split)
-            for c in caps:
-                if why := _add_row(rows, root, fname, c, split):
-                    skipped.append((f'{split_file.name}:{fname}', why)); break
+        images,skipped = read_karpathy_split(split_file)
+        images = {fname: (split, caps or [None]) for fname,(split,caps) in images.items()}
     else:
         caps,skipped = read_flickr30k_csv(captions_file)
-        for fname,cs in caps.items():
-            for c in cs:
-                if why := _add_row(rows, root, fname, c):
-                    skipped.append((f'{captions_file.name}:{fname}', why)); break
+        images = {fname: (None, cs) for fname,cs in caps.items()}
+    source = (split_file or captions_file).name
+    for fname,(split,caps) in images.items():
+        for c in caps:
+            if why := _add_row(rows, root, fname, c, split): skipped.append((f'{source}:{fname}', why)); break
     return _dataset_from_rows(rows, root, 'flickr30k', skipped)
 
 # %% ../nbs/01_data.ipynb #bbf317d2

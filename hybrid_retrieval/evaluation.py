@@ -21,7 +21,8 @@ from .hybrid_search import HybridSearchEngine, SearchConfig, FUSIONS, fused_orde
 
 # %% auto #0
 __all__ = ['log', 'METHODS', 'DIRECTIONS', 'rank_matrix', 'retrieval_metrics', 'latency_stats', 'peak_rss_mb', 'EvalSet',
-           'prepare_eval_set', 'evaluate', 'report_rows', 'report_table', 'recall_latency_figure', 'save_report']
+           'prepare_eval_set', 'evaluate', 'report_rows', 'report_table', 'recall_latency_figure', 'report_files',
+           'save_report']
 
 # %% ../nbs/07_evaluation.ipynb #8e1d4737
 log = logging.getLogger(__name__)
@@ -296,16 +297,28 @@ def recall_latency_figure(report:dict, k:int=10):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/07_evaluation.ipynb #9aa94b0d
+def report_files(path:str|Path, overwrite:bool=True)->list[Path]:
+    "The JSON report at `path` and the CSV and PNG beside it; refuses names that collide or would replace files"
+    path = Path(path).expanduser()
+    if path.suffix.lower() in ('.csv', '.png'):
+        raise ValueError(f"output {path} names the table or figure: name the JSON report (e.g. "
+                         f"{path.with_suffix('.json').name}); its .csv table and .png figure are written beside it")
+    files = [path, path.with_suffix('.csv'), path.with_suffix('.png')]
+    if not overwrite and (there := [f for f in files[1:] if f.exists()]):
+        raise FileExistsError(f"{there[0]} exists and would be replaced: pass --force, or choose another --output")
+    return files
+
 # %% ../nbs/07_evaluation.ipynb #753c1748
-def save_report(report:dict, path:str|Path)->list[Path]:
+def save_report(report:dict, path:str|Path, overwrite:bool=True)->list[Path]:
     "Write the report as JSON at `path`, with a CSV and a PNG figure beside it; returns the files"
     import matplotlib.pyplot as plt
-    path = Path(path).expanduser()
+    path, table, figure = report_files(path, overwrite)
     with atomic_write(path, 'w') as f: json.dump(report, f, indent=2)
     rows = report_rows(report)
-    with atomic_write(path.with_suffix('.csv'), 'w') as f:
+    with atomic_write(table, 'w') as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
     fig = recall_latency_figure(report)
-    with atomic_write(path.with_suffix('.png')) as f: fig.savefig(f, format='png', dpi=120)
+    with atomic_write(figure) as f: fig.savefig(f, format='png', dpi=120)
     plt.close(fig)
-    return [path, path.with_suffix('.csv'), path.with_suffix('.png')]
+    return [path, table, figure]

@@ -184,7 +184,7 @@ class HybridSearchEngine:
         self.config = config or SearchConfig()
         if cross_encoder is not None and self.config.batch_size is not None:
             cross_encoder.batch_size = self.config.batch_size
-        self._cache,self._cache_state = OrderedDict(),None
+        self._cache,self._cache_state,self._missing = OrderedDict(),None,set()
 
     def __repr__(self):
         return (f"HybridSearchEngine({len(self.index)} images; stage 1 {self.bi_encoder.model_id}; stage 2 "
@@ -205,17 +205,29 @@ def _check_k(self:HybridSearchEngine, k1:int|None, k2:int|None)->tuple[int,int]:
 def _meta(self:HybridSearchEngine, image_id:str)->dict:
     return self.dataset.metadata.get(image_id, {}) | {'split': self.dataset.splits.get(image_id)}
 
+# %% ../nbs/05_hybrid_search.ipynb #cf72aa91
+@patch
+def _present(self:HybridSearchEngine, image_id:str)->bool:
+    "Whether the image's file is still there; a missing one is reported once per engine"
+    path = self.dataset.path(image_id)
+    if path.is_file(): return True
+    if image_id not in self._missing:
+        self._missing.add(image_id)
+        log.warning("image %r is gone from %s since it was indexed: left out of the results (`hybrid-retrieval verify "
+                    "--prune` removes it from the index)", image_id, path.parent)
+    return False
+
 # %% ../nbs/05_hybrid_search.ipynb #9b3afd54
 @patch
 def _stage1(self:HybridSearchEngine, query_emb:np.ndarray, k1:int, filter=None)->list[list[tuple[str,float]]]:
-    "Top `k1` (image id, CLIP score) per query embedding, keeping only images that pass `filter`"
+    "Top `k1` (image id, CLIP score) per query embedding, keeping only images that pass `filter` and still exist"
     keep = make_filter(filter)
+    ok = lambda i: (keep is None or keep(self._meta(i))) and self._present(i)
     fetch = k1
     while True:
         ids, scores = self.index.search(query_emb, fetch)
-        out = [[(i, float(s)) for i,s in zip(row_i, row_s) if keep is None or keep(self._meta(i))][:k1]
-               for row_i,row_s in zip(ids, scores)]
-        if keep is None or fetch >= len(self.index) or all(len(o) >= k1 for o in out): return out
+        out = [[(i, float(s)) for i,s in zip(row_i, row_s) if ok(i)][:k1] for row_i,row_s in zip(ids, scores)]
+        if fetch >= len(self.index) or all(len(o) >= k1 for o in out): return out
         fetch = min(len(self.index), fetch * 4)
 
 # %% ../nbs/05_hybrid_search.ipynb #87cf4d58

@@ -8,17 +8,19 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/index.html.md"""
 from __future__ import annotations
 import json, math, logging, warnings
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, faiss
 from fastcore.basics import patch
-from .core import HybridRetrievalError, atomic_write, atomic_dir, sha256_file, model_dir, file_stamp
+from .core import (HybridRetrievalError, atomic_write, atomic_dir, clean_leftovers, sha256_file, sha256_str,
+                                   model_dir, file_stamp, read_text, short)
 from .data import ImageDataset, save_captions_file, load_captions_file
 from .bi_encoder import BiEncoder
 
 # %% auto #0
-__all__ = ['log', 'INDEX_TYPES', 'INDEX_FORMAT_VERSION', 'IndexLoadError', 'ImageIndex', 'load_gallery', 'EmbeddingCache',
-           'IndexReport', 'check_index_model', 'build_index']
+__all__ = ['log', 'INDEX_TYPES', 'INDEX_FORMAT_VERSION', 'IndexLoadError', 'ImageIndex', 'load_gallery', 'index_exists',
+           'EmbeddingCache', 'IndexReport', 'check_index_model', 'build_index', 'missing_images']
 
 # %% ../nbs/03_index.ipynb #0bf024b0
 log = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ class IndexLoadError(HybridRetrievalError):
     "A saved index is missing, damaged, or does not fit the model it is used with"
 
 INDEX_TYPES = ('flat', 'hnsw', 'ivfpq')
-INDEX_FORMAT_VERSION = 1
+INDEX_FORMAT_VERSION = 2
 
 # %% ../nbs/03_index.ipynb #0c93f155
 def _ivfpq_params(n, dim, nlist=None, pq_m=None):
@@ -144,6 +146,10 @@ def vectors(self:ImageIndex, image_ids:list[str])->np.ndarray:
     return np.stack([self._index.reconstruct(self._pos[i]) for i in image_ids])
 
 # %% ../nbs/03_index.ipynb #d7b2ada2
+def _manifest_checksum(m:dict)->str:
+    "SHA-256 of everything the manifest says except its own checksum"
+    return sha256_str(json.dumps({k: v for k,v in m.items() if k != 'checksum'}, sort_keys=True))
+
 @patch
 def save(self:ImageIndex, path:str|Path, dataset:ImageDataset|None=None)->Path:
     "Save the index (and the gallery it indexes, if given) to the folder `path`, replacing it atomically"
@@ -155,25 +161,66 @@ def save(self:ImageIndex, path:str|Path, dataset:ImageDataset|None=None)->Path:
             (tmp/'gallery.json').write_text(json.dumps(dict(root=str(dataset.root.resolve()), name=dataset.name)))
         faiss.write_index(self._index, str(tmp/'index.faiss'))
         manifest = dict(format_version=INDEX_FORMAT_VERSION, model_id=self.model_id, dim=self.dim, count=len(self),
-                        index_type=self.index_type, params=self.params, sha256=sha256_file(tmp/'index.faiss'),
-                                ids=self.ids)
+                        index_type=self.index_type, params=self.params, ids=self.ids,
+                        files={f.name: sha256_file(f) for f in sorted(tmp.iterdir())})
+        manifest['checksum'] = _manifest_checksum(manifest)
         (tmp/'manifest.json').write_text(json.dumps(manifest))
     return path
 
 # %% ../nbs/03_index.ipynb #a1130db8
+_FIELDS = {'format_version': (int, 'an integer'), 'dim': (int, 'an integer'), 'count': (int, 'an integer'),
+           'index_type': (str, 'a string'), 'ids': (list, 'a list of image ids'), 'params': (dict, 'a mapping')}
+
+def _check_fields(m:dict, mpath:Path):
+    "Refuse a manifest whose fields are missing or of the wrong type, naming the field"
+    for key,(kind,what) in _FIELDS.items():
+        if key not in m: raise IndexLoadError(f"{mpath} lacks {key!r}: it is not an index manifest, or is damaged")
+        if isinstance(m[key], bool) or not isinstance(m[key], kind):
+            raise IndexLoadError(f"{mpath}: {key} must be {what}, got {short(m[key])}")
+        if key == 'format_version' and not 1 <= m[key] <= INDEX_FORMAT_VERSION:
+            raise IndexLoadError(f"{mpath.parent} has index format {m[key]}; this version of hybrid_retrieval reads "
+                                 f"1 to {INDEX_FORMAT_VERSION}" + (': upgrade it' if m[key] > 1 else ''))
+    if m['index_type'] not in INDEX_TYPES:
+        raise IndexLoadError(f"{mpath}: index_type must be one of {INDEX_TYPES}, got {short(m['index_type'])}")
+    if not all(isinstance(i, str) for i in m['ids']) or len(set(m['ids'])) != len(m['ids']):
+        raise IndexLoadError(f"{mpath}: ids must be distinct strings")
+
+# %% ../nbs/03_index.ipynb #cbdd019a
+def _check_sums(m:dict, mpath:Path):
+    "Refuse a manifest that does not match its checksum; a format-1 manifest vouches for index.faiss only"
+    if m['format_version'] == 1:
+        if not isinstance(m.get('sha256'), str): raise IndexLoadError(f"{mpath}: sha256 must be a string")
+        warnings.warn(f"{mpath.parent} was saved in index format 1, whose checksum does not cover the image ids: "
+                      "rebuild it (hybrid-retrieval index) to protect them")
+        m['files'] = {'index.faiss': m['sha256']}
+    elif not isinstance(m.get('files'), dict) or m.get('checksum') != _manifest_checksum(m):
+        raise IndexLoadError(f"{mpath} does not match its checksum: its image ids, parameters or file list were "
+                             "modified or damaged; rebuild the index")
+
+# %% ../nbs/03_index.ipynb #875b39ee
 def _read_manifest(path:Path)->dict:
+    "The checked manifest of the index folder `path`, after restoring it from an interrupted save"
+    clean_leftovers(path)
     if not path.is_dir(): raise IndexLoadError(f"no index at {path}: build one first "
                                                "(hybrid_retrieval.index.build_index, then .save)")
     mpath = path/'manifest.json'
     if not mpath.is_file(): raise IndexLoadError(f"{path} is not an index folder: manifest.json is missing")
-    try: m = json.loads(mpath.read_text())
-    except json.JSONDecodeError as e: raise IndexLoadError(f"{mpath} is not valid JSON ({e})") from None
-    missing = {'format_version', 'dim', 'count', 'index_type', 'sha256', 'ids'} - set(m)
-    if missing: raise IndexLoadError(f"{mpath} lacks {sorted(missing)}")
-    if m['format_version'] > INDEX_FORMAT_VERSION:
-        raise IndexLoadError(f"{path} has index format {m['format_version']}; this version of hybrid_retrieval reads "
-                             f"up to {INDEX_FORMAT_VERSION}: upgrade it")
+    try: m = json.loads(read_text(mpath))
+    except json.JSONDecodeError as e: raise IndexLoadError(f"{mpath}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except ValueError as e: raise IndexLoadError(str(e)) from None
+    if not isinstance(m, dict): raise IndexLoadError(f"{mpath} must hold a JSON object, got {short(m)}")
+    _check_fields(m, mpath)
+    _check_sums(m, mpath)
     return m
+
+# %% ../nbs/03_index.ipynb #08e9424b
+def _verify_file(path:Path, name:str, m:dict)->Path:
+    f = path/name
+    if not f.is_file(): raise IndexLoadError(f"{path} is damaged: {name} is missing")
+    if sha256_file(f) != m['files'].get(name):
+        raise IndexLoadError(f"{f} does not match its manifest (checksum mismatch): the file is truncated or was "
+                             "modified; rebuild the index")
+    return f
 
 # %% ../nbs/03_index.ipynb #05b3747e
 @patch(cls_method=True)
@@ -181,14 +228,10 @@ def load(cls:ImageIndex, path:str|Path,
          model_id:str|None=None, # the bi-encoder's `model_id`: refuse an index built by another model
          dim:int|None=None,      # the query dimension: refuse an index of another dimension
          use_gpu:bool|None=None)->ImageIndex:
-    "Load an index saved with `ImageIndex.save`, verifying its checksum and model"
+    "Load an index saved with `ImageIndex.save`, verifying its checksums and model"
     path = Path(path).expanduser()
     m = _read_manifest(path)
-    fpath = path/'index.faiss'
-    if not fpath.is_file(): raise IndexLoadError(f"{path} is damaged: index.faiss is missing")
-    if sha256_file(fpath) != m['sha256']:
-        raise IndexLoadError(f"{fpath} does not match its manifest (checksum mismatch): the file is truncated or was "
-                             "modified; rebuild the index")
+    fpath = _verify_file(path, 'index.faiss', m)
     try: index = faiss.read_index(str(fpath))
     except RuntimeError as e: raise IndexLoadError(f"faiss could not read {fpath}: {e}") from None
     if index.d != m['dim'] or index.ntotal != m['count'] or len(m['ids']) != m['count']:
@@ -200,19 +243,31 @@ def load(cls:ImageIndex, path:str|Path,
     if model_id is not None and m.get('model_id') != model_id:
         raise IndexLoadError(f"{path} was built with model {m.get('model_id')!r} but is being used with {model_id!r}; "
                              "rebuild the index with this model")
-    self = cls(m['dim'], m['index_type'], m.get('model_id'), use_gpu, **m.get('params', {}))
+    self = cls(m['dim'], m['index_type'], m.get('model_id'), use_gpu, **m['params'])
     self._index,self.ids = index,list(m['ids'])
     self._pos = {i: n for n,i in enumerate(self.ids)}
     return self
 
 # %% ../nbs/03_index.ipynb #706208ab
 def load_gallery(path:str|Path)->ImageDataset:
-    "The gallery saved with an index folder by `ImageIndex.save(path, dataset)`"
+    "The gallery saved with an index folder by `ImageIndex.save(path, dataset)`, verified against its manifest"
     path = Path(path).expanduser()
+    m = _read_manifest(path)
     if not (path/'gallery.json').is_file():
         raise IndexLoadError(f"{path} holds no gallery: save the index with its dataset (index.save(path, dataset))")
-    info = json.loads((path/'gallery.json').read_text())
+    if m['format_version'] > 1:
+        for name in ('gallery.json', 'gallery.jsonl'): _verify_file(path, name, m)
+    info = json.loads(read_text(path/'gallery.json'))
+    if not isinstance(info, dict) or not isinstance(info.get('root'), str):
+        raise IndexLoadError(f"{path/'gallery.json'}: root must be a folder name, got {short(info)}")
     return load_captions_file(path/'gallery.jsonl', images_dir=info['root'], name=info.get('name'))
+
+# %% ../nbs/03_index.ipynb #e080457f
+def index_exists(path:str|Path)->bool:
+    "Whether `path` holds a saved index (after restoring one whose save was interrupted)"
+    path = Path(path).expanduser()
+    clean_leftovers(path)
+    return (path/'manifest.json').is_file()
 
 # %% ../nbs/03_index.ipynb #cd71aac4
 class EmbeddingCache:
@@ -220,6 +275,7 @@ class EmbeddingCache:
     def __init__(self, cache_dir:str|Path, model_id:str):
         self.model_id,self.dir = model_id,model_dir(cache_dir, model_id)
         self.ids,self.stamps,self.emb = [],[],None
+        for name in ('embeddings.npy', 'manifest.json'): clean_leftovers(self.dir/name)   # a killed run's halves
         m = self.dir/'manifest.json'
         if m.is_file():
             try:
@@ -307,3 +363,24 @@ def build_index(bi_encoder:BiEncoder, dataset:ImageDataset,
                          already_indexed=len(dataset) - len(todo), skipped=enc.skipped)
     log.info("%s", report)
     return index, report
+
+# %% ../nbs/03_index.ipynb #38653933
+def missing_images(index:ImageIndex, dataset:ImageDataset)->list[str]:
+    "Ids of the indexed images whose files are gone from `dataset`'s folder"
+    return [i for i in index.ids if i not in dataset or not dataset.path(i).is_file()]
+
+# %% ../nbs/03_index.ipynb #328df5c8
+@patch
+def remove(self:ImageIndex, image_ids:Iterable[str])->ImageIndex:
+    "Take `image_ids` out of the index"
+    drop = set(image_ids)
+    if unknown := sorted(drop - set(self._pos)): raise KeyError(f"image id {unknown[0]!r} is not in the index")
+    if not drop: return self
+    keep = [i for i in self.ids if i not in drop]
+    vecs = self.vectors(keep)
+    if self.index_type == 'ivfpq': new = faiss.clone_index(self._index); new.reset()
+    else: new = _new_faiss_index(self.index_type, self.dim, len(keep), self.params)
+    if keep: new.add(vecs)
+    self._index, self.ids, self._gpu_index, self.version = new, keep, None, self.version + 1
+    self._pos = {i: n for n,i in enumerate(keep)}
+    return self

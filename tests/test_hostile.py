@@ -1,0 +1,638 @@
+"""Hostile inputs and faults, as a user meets them: images Pillow refuses or mishandles, links out of a gallery, text files
+as people save them, Karpathy JSON of the wrong shape, configuration bombs, damaged indexes, output names that collide,
+leftovers of killed runs, mistakes that must fail before any model loads, and the thread policy.
+
+Each command case runs `main` in this process (the console script's own code) and asserts the exit status, a one-line
+message naming the file / key / record, no traceback, and that nothing the user had was damaged."""
+import contextlib, hashlib, io, json, os, shutil, struct, subprocess, sys, zlib
+from pathlib import Path
+import numpy as np, pytest, torch
+from PIL import Image
+from hybrid_retrieval.cli import main
+from hybrid_retrieval.core import usable_cores
+from hybrid_retrieval.data import load_image, to_rgb, make_sample_dataset, MAX_IMAGE_PIXELS
+from hybrid_retrieval.bi_encoder import BiEncoder
+from hybrid_retrieval.tiny import save_tiny_clip, save_tiny_blip2_itm
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+def run(*argv):
+    "(exit status, stdout, stderr) of `hybrid-retrieval *argv`, run in this process"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err): code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def fails(code, err, *names):
+    "Exit 1, one line on stderr that names each of `names`, no traceback"
+    assert code == 1, err
+    assert 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith('hybrid-retrieval: error: '), err
+    for name in names: assert str(name) in err, (name, err)
+
+
+def snapshot(folder:Path)->dict:
+    "Every file under `folder` with its SHA-256 and mode: equal snapshots mean nothing was damaged"
+    return {p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
+            for p in sorted(folder.rglob('*')) if p.is_file()}
+
+
+def dead_pid()->int:
+    "The pid of a process that has exited"
+    return int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True,
+                              text=True).stdout)
+
+
+def png_header(w, h)->bytes:
+    "A tiny PNG that declares w x h pixels and holds almost none"
+    chunk = lambda kind, data: struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0)) + chunk(b'IEND', b'')
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+    "Tiny models, a configuration naming them, a 12-image gallery and its index; one with models that do not exist"
+    tmp = tmp_path_factory.mktemp('hostile')
+    clip, blip2 = save_tiny_clip(tmp/'clip'), save_tiny_blip2_itm(tmp/'blip2')
+    make_sample_dataset(tmp/'gallery', n=12)
+    cfg = tmp/'config.yaml'
+    cfg.write_text(f'hybrid_search:\n  stage1: {{model: "local-dir:{clip}", k1: 12}}\n  stage2: {{model: "{blip2}", k2: 5}}\n'
+                   f'  index: {{path: "{tmp/"index"}", embedding_cache: "{tmp/"emb"}"}}\n'
+                   '  performance: {show_progress: false}\n')
+    (tmp/'nomodels.yaml').write_text('hybrid_search:\n  stage1: {model: "local-dir:/no/such/clip"}\n'
+                                     '  stage2: {model: /no/such/blip2}\n  performance: {show_progress: false}\n')
+    code, out, err = run('index', '--images', tmp/'gallery', '--config', cfg)
+    assert code == 0, err
+    return tmp, ('--config', str(cfg))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    "A fresh gallery folder of four good images"
+    make_sample_dataset(tmp_path/'g', n=4)
+    (tmp_path/'g'/'captions.jsonl').unlink()
+    return tmp_path/'g'
+
+
+def index_folder(env, folder, *extra):
+    tmp, cfg = env
+    return run('index', '--images', folder, '--index', folder.parent/'idx', *cfg, *extra)
+
+
+def skipped_lines(err):
+    return [l for l in err.splitlines() if l.startswith('skipped ')]
+
+
+# ------------------------------------------------------------------------- 1. images Pillow refuses or mishandles
+def test_panorama_above_the_pixel_limit_is_skipped_and_named(env, folder):
+    Image.new('RGB', (4000, 1000), 'green').save(folder/'pano.png')
+    code, out, err = index_folder(env, folder, '--max-pixels', 1_000_000)
+    assert code == 0 and 'indexed 4 images' in out and 'Traceback' not in err, err
+    assert any('pano.png: 4000x1000 is 4 megapixels, above the limit of 1' in l for l in skipped_lines(err)), err
+
+
+def test_big_jpeg_is_decoded_reduced_not_refused(env, folder):
+    Image.new('RGB', (4000, 1000), 'green').save(folder/'pano.jpg')
+    code, out, err = index_folder(env, folder, '--max-pixels', 1_000_000)
+    assert code == 0 and 'indexed 5 images' in out and not skipped_lines(err), err
+
+
+def test_tiny_file_declaring_huge_dimensions_is_refused_before_decoding(env, folder):
+    (folder/'bomb.png').write_bytes(png_header(100_000, 100_000))
+    code, out, err = index_folder(env, folder)
+    assert code == 0 and 'indexed 4 images' in out, err
+    assert any('bomb.png: 100000x100000 is 10,000 megapixels' in l for l in skipped_lines(err)), err
+
+
+def test_default_limit_is_pillows_and_never_raises_pillows_error(tmp_path):
+    (tmp_path/'huge.png').write_bytes(png_header(20_000, 10_000))          # 200 MP: above Pillow's 179 MP
+    with pytest.raises(Exception) as e: load_image(tmp_path/'huge.png')
+    assert type(e.value).__name__ == 'ImageLoadError' and 'above the limit of 179' in str(e.value)
+    assert MAX_IMAGE_PIXELS == 2 * Image.MAX_IMAGE_PIXELS
+
+
+def test_empty_and_truncated_files_are_skipped_with_their_reason(env, folder):
+    (folder/'empty.jpg').write_bytes(b'')
+    Image.new('RGB', (64, 64), 'red').save(folder/'whole.jpg')
+    (folder/'cut.jpg').write_bytes((folder/'whole.jpg').read_bytes()[:300])
+    code, out, err = index_folder(env, folder)
+    assert code == 0 and 'indexed 5 images' in out, err
+    lines = skipped_lines(err)
+    assert any('empty.jpg: file is empty' in l for l in lines) and any('cut.jpg: corrupt or truncated' in l for l in lines)
+
+
+def test_query_image_bomb_is_one_line(env):
+    tmp, cfg = env
+    (tmp/'bomb.png').write_bytes(png_header(100_000, 100_000))
+    fails(*run('search', '--image', tmp/'bomb.png', *cfg)[::2], 'bomb.png', 'above the limit')
+
+
+def test_query_image_that_is_text_is_one_line(env):
+    tmp, cfg = env
+    (tmp/'notes.jpg').write_text('not a picture')
+    fails(*run('search', '--image', tmp/'notes.jpg', *cfg)[::2], 'notes.jpg', 'not an image file')
+
+
+def test_zero_pixel_image_is_refused_by_name():
+    bi_like = Image.new('RGB', (0, 0))
+    with pytest.raises(Exception, match=r'<PIL image>: image has no pixels \(0x0\)'): to_rgb(bi_like)
+
+
+@pytest.mark.parametrize('mode, value, ext, expected', [
+    ('I;16', 65535, 'png', (255, 255, 255)), ('I;16', 32896, 'png', (128, 128, 128)), ('I', 4112, 'tiff', (16, 16, 16)),
+    ('F', 0.25, 'tiff', (64, 64, 64)), ('1', 1, 'png', (255, 255, 255)), ('L', 77, 'png', (77, 77, 77)),
+    ('LA', (10, 0), 'png', (255, 255, 255)), ('RGBA', (0, 0, 255, 0), 'png', (255, 255, 255)),
+    ('RGBA', (0, 0, 255, 255), 'png', (0, 0, 255)), ('CMYK', (0, 255, 255, 0), 'jpg', (254, 0, 0)),
+])
+def test_every_pillow_mode_on_disk_comes_back_as_the_right_rgb(tmp_path, mode, value, ext, expected):
+    Image.new(mode, (8, 8), value).save(tmp_path/f'x.{ext}')
+    got = load_image(tmp_path/f'x.{ext}').getpixel((4, 4))
+    assert np.abs(np.subtract(got, expected)).max() <= 3, (mode, got)
+
+
+def test_palette_with_transparency_on_disk_is_white_where_transparent(tmp_path):
+    img = Image.new('P', (8, 8), 1); img.putpalette([0, 0, 0, 200, 10, 10])
+    img.save(tmp_path/'p.png', transparency=1)
+    assert load_image(tmp_path/'p.png').getpixel((0, 0)) == (255, 255, 255)
+    img.save(tmp_path/'opaque.png')
+    assert load_image(tmp_path/'opaque.png').getpixel((0, 0)) == (200, 10, 10)
+
+
+def test_sixteen_bit_png_embeds_as_its_eight_bit_twin(env, tmp_path):
+    tmp, _ = env
+    rgb = np.asarray(Image.open(sorted((tmp/'gallery').glob('*.png'))[0]).convert('L'))
+    Image.fromarray(rgb.astype(np.uint16) * 257).save(tmp_path/'deep.png')          # 16-bit, same picture
+    Image.fromarray(rgb).save(tmp_path/'flat.png')
+    bi = BiEncoder(f"local-dir:{tmp/'clip'}", show_progress=False)
+    deep, flat = bi.encode_images([tmp_path/'deep.png', tmp_path/'flat.png'])
+    assert float(deep @ flat) > 0.9999
+
+
+# ------------------------------------------------------------------------------ 2. entries that escape the gallery
+def test_symlink_out_of_the_gallery_is_skipped_before_encoding(env, folder, tmp_path):
+    Image.new('RGB', (32, 32), 'blue').save(tmp_path/'secret.png')
+    (folder/'leak.png').symlink_to(tmp_path/'secret.png')
+    code, out, err = index_folder(env, folder)
+    assert code == 0 and 'indexed 4 images' in out, err
+    assert any(f"leak.png: links to {tmp_path/'secret.png'}, outside the gallery folder" in l for l in skipped_lines(err))
+    assert 'leak.png' not in (folder.parent/'idx'/'gallery.jsonl').read_text()
+
+
+def test_dangling_symlink_is_skipped_and_named(env, folder):
+    (folder/'gone.png').symlink_to(folder/'never-there.png')
+    code, out, err = index_folder(env, folder)
+    assert code == 0 and any('gone.png: broken symbolic link' in l for l in skipped_lines(err)), err
+
+
+def test_symlink_that_stays_inside_is_an_image_like_any_other(env, folder):
+    (folder/'alias.png').symlink_to(sorted(folder.glob('*.png'))[0])
+    code, out, err = index_folder(env, folder)
+    assert code == 0 and 'indexed 5 images' in out and not skipped_lines(err), err
+
+
+def test_linked_folder_out_of_the_gallery_is_not_followed(env, folder, tmp_path):
+    (tmp_path/'elsewhere').mkdir(); Image.new('RGB', (32, 32)).save(tmp_path/'elsewhere'/'x.png')
+    (folder/'sub').symlink_to(tmp_path/'elsewhere', target_is_directory=True)
+    code, out, err = index_folder(env, folder)
+    assert code == 0 and 'indexed 4 images' in out and 'x.png' not in out, err
+
+
+def test_captions_naming_a_path_outside_the_root_are_skipped(env, folder):
+    (folder/'caps.csv').write_text('image,caption\n0000_red_circle.png,a red circle\n../../etc/passwd,nope\n')
+    code, out, err = run('index', '--captions', folder/'caps.csv', '--index', folder.parent/'idx', *env[1])
+    assert code == 0 and 'indexed 1 images' in out, err
+    assert any("caps.csv:3: image path '../../etc/passwd' escapes the dataset root" in l for l in skipped_lines(err)), err
+
+
+def test_captions_naming_a_link_that_leads_outside_are_skipped(env, folder, tmp_path):
+    Image.new('RGB', (8, 8)).save(tmp_path/'outside.png')
+    (folder/'inner.png').symlink_to(tmp_path/'outside.png')
+    (folder/'caps.jsonl').write_text('{"image": "inner.png", "caption": "x"}\n{"image": "0001_red_square.png", "caption": "y"}\n')
+    code, out, err = run('index', '--captions', folder/'caps.jsonl', '--index', folder.parent/'idx', *env[1])
+    assert code == 0 and 'indexed 1 images' in out and any('caps.jsonl:1' in l for l in skipped_lines(err)), err
+
+
+# --------------------------------------------------------------------------------- 3. text files as people save them
+def test_captions_csv_with_a_byte_order_mark_is_read(env, folder):
+    (folder/'caps.csv').write_bytes(b'\xef\xbb\xbfimage,caption\n0000_red_circle.png,a red circle\n0001_red_square.png,x\n')
+    code, out, err = run('index', '--captions', folder/'caps.csv', '--index', folder.parent/'idx', *env[1])
+    assert code == 0 and 'indexed 2 images' in out and not skipped_lines(err), err
+
+
+def flickr(tmp_path, results:bytes, karpathy=None):
+    "A miniature Flickr30k folder (two images) with the given results.csv bytes and Karpathy JSON"
+    d = tmp_path/'flickr'; (d/'flickr30k_images').mkdir(parents=True)
+    for name in ('1.jpg', '2.jpg'): Image.new('RGB', (16, 16), 'red').save(d/'flickr30k_images'/name)
+    if results is not None: (d/'results.csv').write_bytes(results)
+    if karpathy is not None: (d/'dataset_flickr30k.json').write_text(karpathy if isinstance(karpathy, str) else json.dumps(karpathy))
+    return d
+
+
+def test_kaggle_results_csv_with_a_byte_order_mark_is_read(env, tmp_path):
+    d = flickr(tmp_path, b'\xef\xbb\xbfimage_name| comment_number| comment\n1.jpg| 0| a dog\n2.jpg| 0| a cat\n')
+    code, out, err = run('index', '--flickr30k', d, '--index', tmp_path/'idx', *env[1])
+    assert code == 0 and 'indexed 2 images' in out, err
+
+
+def test_undecodable_row_of_results_csv_is_skipped_with_its_line(env, tmp_path):
+    d = flickr(tmp_path, b'image_name| comment_number| comment\n1.jpg| 0| a dog\n2.jpg| 0| un caf\xe9\n')
+    code, out, err = run('index', '--flickr30k', d, '--index', tmp_path/'idx', *env[1])
+    assert code == 0 and 'indexed 1 images' in out, err
+    assert any('results.csv:3: not UTF-8 text (byte 0xe9' in l for l in skipped_lines(err)), err
+
+
+def test_undecodable_captions_csv_row_is_skipped_with_its_line(env, folder):
+    (folder/'caps.csv').write_bytes(b'image,caption\n0000_red_circle.png,ok\n0001_red_square.png,caf\xe9\n')
+    code, out, err = run('index', '--captions', folder/'caps.csv', '--index', folder.parent/'idx', *env[1])
+    assert code == 0 and any('caps.csv:3: not UTF-8 text' in l for l in skipped_lines(err)), err
+
+
+def test_undecodable_captions_jsonl_line_is_skipped_with_its_line(env, folder):
+    (folder/'caps.jsonl').write_bytes(b'{"image": "0000_red_circle.png", "caption": "caf\xe9"}\n'
+                                      b'{"image": "0001_red_square.png", "caption": "ok"}\n')
+    code, out, err = run('index', '--captions', folder/'caps.jsonl', '--index', folder.parent/'idx', *env[1])
+    assert code == 0 and 'indexed 1 images' in out and any('caps.jsonl:1: not UTF-8' in l for l in skipped_lines(err))
+
+
+def test_undecodable_config_names_file_and_line(env, tmp_path):
+    (tmp_path/'latin.yaml').write_bytes(b'hybrid_search:\n  stage1: {model: "caf\xe9"}\n')
+    fails(*run('search', 'a dog', '--config', tmp_path/'latin.yaml')[::2], 'latin.yaml:2: not UTF-8 text')
+
+
+def test_config_with_a_byte_order_mark_is_read(env, tmp_path):
+    tmp, cfg = env
+    (tmp_path/'bom.yaml').write_bytes(b'\xef\xbb\xbf' + Path(cfg[1]).read_bytes())
+    code, out, err = run('search', 'a red circle', '--config', tmp_path/'bom.yaml')
+    assert code == 0, err
+
+
+def test_captions_csv_without_a_header_names_file_and_line(env, folder):
+    (folder/'caps.csv').write_text('0000_red_circle.png,a red circle\n')
+    fails(*run('index', '--captions', folder/'caps.csv', *env[1])[::2], 'caps.csv:1:', "must name the 'image' and 'caption'")
+
+
+def test_results_csv_with_another_header_names_file_and_line(env, tmp_path):
+    d = flickr(tmp_path, b'name,caption\n1.jpg,a dog\n')
+    fails(*run('index', '--flickr30k', d, *env[1])[::2], 'results.csv:1:', "not Flickr30k's results.csv")
+
+
+def test_karpathy_json_syntax_error_names_file_and_line(env, tmp_path):
+    d = flickr(tmp_path, None, '{"images": [\n  {"filename": "1.jpg",}\n]}')
+    fails(*run('index', '--flickr30k', d, *env[1])[::2], 'dataset_flickr30k.json:2: not valid JSON')
+
+
+def test_yaml_syntax_error_names_file_line_and_column(env, tmp_path):
+    (tmp_path/'broken.yaml').write_text('hybrid_search:\n  stage1: {k1: 10\n')
+    fails(*run('search', 'x', '--config', tmp_path/'broken.yaml')[::2], 'broken.yaml:3:1: not valid YAML')
+
+
+# ------------------------------------------------------------------------ 4. Karpathy-style JSON of the wrong shape
+def karpathy(*records):
+    good = {'filename': '1.jpg', 'split': 'test', 'sentences': [{'raw': 'a dog'}]}
+    return {'images': [good, *records]}
+
+
+@pytest.mark.parametrize('record, where, why', [
+    ({'filename': '2.jpg', 'split': 5, 'sentences': []}, 'images[1]', "'split' of '2.jpg' must be a string such as 'test', got 5"),
+    ({'filename': '2.jpg', 'split': 'test', 'sentences': None}, 'images[1]', "'sentences' of '2.jpg' must be a list, got None"),
+    ({'filename': '2.jpg', 'split': 'test', 'sentences': [{'raw': 7}]}, 'images[1].sentences[0]', "'raw' must be a caption string, got 7"),
+    ({'filename': '2.jpg', 'split': 'test', 'sentences': ['a cat']}, 'images[1].sentences[0]', "'raw' must be a caption string, got 'a cat'"),
+    ({'split': 'test'}, 'images[1]', "'filename' must be a file name, got None"),
+    ('2.jpg', 'images[1]', "expected an object, got '2.jpg'"),
+    ({'filename': 7, 'split': 'test'}, 'images[1]', "'filename' must be a file name, got 7"),
+])
+def test_each_bad_karpathy_record_is_skipped_naming_file_position_and_field(env, tmp_path, record, where, why):
+    d = flickr(tmp_path, None, karpathy(record))
+    code, out, err = run('index', '--flickr30k', d, '--index', tmp_path/'idx', *env[1])
+    assert code == 0 and 'Traceback' not in err, err
+    assert f'skipped dataset_flickr30k.json: {where}: {why}' in err, err
+
+
+def test_karpathy_file_without_an_images_list_is_one_line(env, tmp_path):
+    d = flickr(tmp_path, None, {'images': {'1.jpg': 'test'}})
+    fails(*run('index', '--flickr30k', d, *env[1])[::2], 'dataset_flickr30k.json is not a Karpathy split file')
+
+
+# ----------------------------------------------------------------------------------------- 5. configuration files
+LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + ''.join(
+    f'{b}: &{b} [*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a}]\n' for a,b in zip('abcdefgh', 'bcdefghi'))
+
+
+def test_billion_laughs_is_refused_before_expansion(tmp_path):
+    (tmp_path/'laughs.yaml').write_text(LAUGHS + 'hybrid_search: {stage1: {k1: *i}}\n')
+    fails(*run('search', 'x', '--config', tmp_path/'laughs.yaml')[::2], 'laughs.yaml', 'expands to more than 100,000 values')
+
+
+def test_preset_does_not_hide_an_invalid_value_in_the_users_file(tmp_path):
+    (tmp_path/'mine.yaml').write_text('hybrid_search: {stage1: {k1: "twenty"}}\n')
+    fails(*run('search', 'x', '--config', tmp_path/'mine.yaml', '--preset', 'toy')[::2],
+          "mine.yaml: hybrid_search.stage1.k1 must be an integer, got 'twenty'")
+
+
+def test_preset_in_the_file_does_not_hide_an_invalid_value(tmp_path):
+    (tmp_path/'mine.yaml').write_text('hybrid_search: {preset: toy, fusion: {method: best}}\n')
+    fails(*run('search', 'x', '--config', tmp_path/'mine.yaml')[::2], 'hybrid_search.fusion.method must be one of', "'best'")
+
+
+def test_python_tags_are_refused_with_their_place(tmp_path):
+    (tmp_path/'evil.yaml').write_text('hybrid_search:\n  device: !!python/object/apply:os.system ["touch pwned"]\n')
+    fails(*run('search', 'x', '--config', tmp_path/'evil.yaml')[::2], 'evil.yaml:2:11: not valid YAML')
+    assert not Path('pwned').exists()
+
+
+def test_huge_value_is_shortened_in_the_message(tmp_path):
+    (tmp_path/'long.yaml').write_text('hybrid_search: {stage1: {k1: "' + 'x' * 100_000 + '"}}\n')
+    code, out, err = run('search', 'x', '--config', tmp_path/'long.yaml')
+    fails(code, err, 'hybrid_search.stage1.k1 must be an integer')
+    assert len(err) < 300, len(err)
+
+
+def test_deeply_nested_yaml_is_one_line(tmp_path):
+    (tmp_path/'deep.yaml').write_text('[' * 5000 + ']' * 5000)
+    fails(*run('search', 'x', '--config', tmp_path/'deep.yaml')[::2], 'deep.yaml', 'nested too deeply')
+
+
+def test_oversized_config_file_is_refused(tmp_path):
+    (tmp_path/'big.yaml').write_text('# ' + 'x' * 1_100_000 + '\nhybrid_search: {}\n')
+    fails(*run('search', 'x', '--config', tmp_path/'big.yaml')[::2], 'big.yaml is 1,100,0', 'at most 1,000,000')
+
+
+@pytest.mark.parametrize('text, message', [
+    ('- a\n- b\n', "a configuration must be a mapping with the key 'hybrid_search', got list"),
+    ('hybrid_search: {performance: {threads: 0}}', 'hybrid_search.performance.threads must be a positive integer, got 0'),
+    ('hybrid_search: {data: {max_pixels: -5}}', 'hybrid_search.data.max_pixels must be a positive integer, got -5'),
+    ('hybrid_search: {stage2: {k2: true}}', 'hybrid_search.stage2.k2 must be an integer, got True'),
+    ('hybrid_search: {fusion: {alpha: 2}}', 'hybrid_search.fusion.alpha must be between 0 and 1, got 2.0'),
+    ('hybrid_search: {stage1: [1, 2]}', 'hybrid_search.stage1 must be a mapping, got list'),
+])
+def test_each_config_value_error_names_key_value_and_expectation(tmp_path, text, message):
+    (tmp_path/'c.yaml').write_text(text)
+    fails(*run('search', 'x', '--config', tmp_path/'c.yaml')[::2], 'c.yaml', message)
+
+
+def damaged_copy(env, tmp_path, edit):
+    "A copy of the shared index with `edit(folder)` applied; returns (folder, snapshot after the edit)"
+    tmp, _ = env
+    shutil.copytree(tmp/'index', tmp_path/'index')
+    edit(tmp_path/'index')
+    return tmp_path/'index', snapshot(tmp_path/'index')
+
+
+def edit_manifest(**changes):
+    def edit(folder):
+        m = json.loads((folder/'manifest.json').read_text())
+        (folder/'manifest.json').write_text(json.dumps(m | changes if 'ids_reversed' not in changes
+                                                       else m | {'ids': m['ids'][::-1]}))
+    return edit
+
+
+def test_manifest_format_version_of_the_wrong_type_is_named(env, tmp_path):
+    idx, before = damaged_copy(env, tmp_path, edit_manifest(format_version='x'))
+    fails(*run('search', 'x', '--index', idx, *env[1])[::2], 'manifest.json: format_version must be an integer, got')
+    assert snapshot(idx) == before
+
+
+# ------------------------------------------------------------------------------------------- 6. index integrity
+def test_reordered_ids_are_caught_by_the_checksum(env, tmp_path):
+    idx, before = damaged_copy(env, tmp_path, edit_manifest(ids_reversed=True))
+    fails(*run('search', 'a red circle', '--index', idx, *env[1])[::2], 'manifest.json does not match its checksum')
+    assert snapshot(idx) == before
+
+
+def test_changed_search_parameter_is_caught_by_the_checksum(env, tmp_path):
+    idx, before = damaged_copy(env, tmp_path, edit_manifest(params={'nprobe': 1}))
+    fails(*run('search', 'x', '--index', idx, *env[1])[::2], 'does not match its checksum')
+
+
+def test_edited_gallery_is_caught_by_its_checksum(env, tmp_path):
+    def edit(folder):
+        g = folder/'gallery.jsonl'; lines = g.read_text().splitlines()
+        g.write_text('\n'.join([lines[1]] + [lines[0]] + lines[2:]) + '\n')
+    idx, before = damaged_copy(env, tmp_path, edit)
+    fails(*run('search', 'x', '--index', idx, *env[1])[::2], 'gallery.jsonl does not match its manifest')
+    assert snapshot(idx) == before
+
+
+def test_truncated_faiss_file_is_caught(env, tmp_path):
+    def edit(folder): f = folder/'index.faiss'; f.write_bytes(f.read_bytes()[:100])
+    idx, before = damaged_copy(env, tmp_path, edit)
+    fails(*run('search', 'x', '--index', idx, *env[1])[::2], 'index.faiss does not match its manifest (checksum mismatch)')
+
+
+def test_manifest_that_is_not_json_names_file_and_line(env, tmp_path):
+    def edit(folder): (folder/'manifest.json').write_text('{"format_version": 2,\n oops}')
+    idx, _ = damaged_copy(env, tmp_path, edit)
+    fails(*run('search', 'x', '--index', idx, *env[1])[::2], 'manifest.json:2: not valid JSON')
+
+
+def test_manifest_count_of_the_wrong_type_is_named(env, tmp_path):
+    idx, _ = damaged_copy(env, tmp_path, edit_manifest(count='12'))
+    fails(*run('verify', '--index', idx, *env[1])[::2], "manifest.json: count must be an integer, got '12'")
+
+
+def test_deleted_image_is_dropped_and_stage_two_still_runs(env, tmp_path):
+    tmp, cfg = env
+    make_sample_dataset(tmp_path/'g', n=8)
+    assert run('index', '--images', tmp_path/'g', '--index', tmp_path/'idx', *cfg)[0] == 0
+    (tmp_path/'g'/'0000_red_circle.png').unlink()
+    code, out, err = run('search', 'a red circle', '--index', tmp_path/'idx', '--k1', 8, '--k2', 8, '--format', 'json', *cfg)
+    response = json.loads(out)
+    assert code == 0 and not response['fallback'] and len(response['results']) == 7, err
+    assert '0000_red_circle.png' not in [r['image_id'] for r in response['results']]
+    assert "image '0000_red_circle.png' is gone from" in err and 'verify --prune' in err
+
+
+def test_verify_reports_then_prunes_missing_images(env, tmp_path):
+    tmp, cfg = env
+    make_sample_dataset(tmp_path/'g', n=8)
+    assert run('index', '--images', tmp_path/'g', '--index', tmp_path/'idx', *cfg)[0] == 0
+    (tmp_path/'g'/'0001_red_square.png').unlink()
+    before = snapshot(tmp_path/'idx')
+    fails(*run('verify', '--index', tmp_path/'idx', *cfg)[::2], "1 of 8 indexed images are gone from disk (e.g. '0001_red_square.png')")
+    assert snapshot(tmp_path/'idx') == before
+    code, out, err = run('verify', '--prune', '--index', tmp_path/'idx', *cfg)
+    assert code == 0 and "removed 1 images that are gone from disk (e.g. '0001_red_square.png'); 7 remain" in out, err
+    assert run('verify', '--index', tmp_path/'idx', *cfg)[0] == 0
+    assert run('index', '--images', tmp_path/'g', '--index', tmp_path/'idx', '--extend', *cfg)[0] == 0
+
+
+# ----------------------------------------------------------------------------------------------------- 7. outputs
+def test_output_named_like_the_table_is_refused_and_writes_nothing(env, tmp_path):
+    fails(*run('eval', '--sample', tmp_path/'s', '--output', tmp_path/'rep.csv', *env[1])[::2],
+          'rep.csv names the table or figure', 'rep.json')
+    assert not (tmp_path/'rep.csv').exists()
+
+
+def test_existing_table_beside_the_report_is_not_replaced_without_force(env, tmp_path):
+    (tmp_path/'x.csv').write_text('my own spreadsheet\n')
+    fails(*run('eval', '--sample', tmp_path/'s', '--output', tmp_path/'x.json', *env[1])[::2],
+          f"{tmp_path/'x.csv'} exists and would be replaced: pass --force")
+    assert (tmp_path/'x.csv').read_text() == 'my own spreadsheet\n' and not (tmp_path/'x.json').exists()
+
+
+def test_force_replaces_the_table_and_figure(env, tmp_path):
+    (tmp_path/'x.csv').write_text('old\n')
+    code, out, err = run('eval', '--sample', tmp_path/'s', '--methods', 'clip', '--directions', 't2i', '--queries', 5,
+                         '--output', tmp_path/'x.json', '--force', *env[1])
+    assert code == 0, err
+    assert (tmp_path/'x.csv').read_text().startswith('method,') and (tmp_path/'x.png').stat().st_size > 1000
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o027])
+def test_files_and_folders_are_created_with_the_users_umask(env, tmp_path, umask):
+    tmp, cfg = env
+    old = os.umask(umask)
+    try:
+        assert run('index', '--images', tmp/'gallery', '--index', tmp_path/'idx', *cfg)[0] == 0
+        assert run('search', 'a dog', '--index', tmp_path/'idx', '--output', tmp_path/'out'/'r.json', *cfg)[0] == 0
+    finally: os.umask(old)
+    assert (tmp_path/'idx').stat().st_mode & 0o777 == 0o777 & ~umask
+    for f in ('idx/gallery.jsonl', 'idx/manifest.json', 'idx/index.faiss', 'out/r.json'):
+        assert (tmp_path/f).stat().st_mode & 0o777 == 0o666 & ~umask, f
+
+
+# ------------------------------------------------------------------------------------------ 8. interrupted runs
+def test_leftovers_of_a_killed_index_run_are_cleaned_by_the_next(env, tmp_path):
+    tmp, cfg = env
+    pid = dead_pid()
+    (tmp_path/f'.idx.{pid}-abcd.tmp').mkdir(); (tmp_path/f'.idx.{pid}-abcd.tmp'/'index.faiss').write_bytes(b'half')
+    (tmp_path/f'.idx.{pid}.old').mkdir()
+    (tmp_path/'idx').mkdir()                                     # the previous index is there: the .old is stale
+    code, out, err = run('index', '--images', tmp/'gallery', '--index', tmp_path/'idx', *cfg)
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['idx']
+
+
+def test_crash_between_the_two_renames_is_recovered_by_the_next_search(env, tmp_path):
+    tmp, cfg = env
+    assert run('index', '--images', tmp/'gallery', '--index', tmp_path/'idx', *cfg)[0] == 0
+    before = snapshot(tmp_path/'idx')
+    os.replace(tmp_path/'idx', tmp_path/f'.idx.{dead_pid()}.old')   # killed after moving the old index aside
+    code, out, err = run('search', 'a red circle', '--index', tmp_path/'idx', *cfg)
+    assert code == 0 and 'restored' in err, err
+    assert snapshot(tmp_path/'idx') == before
+
+
+def test_leftover_cache_file_of_a_killed_run_is_removed(env, tmp_path):
+    tmp, cfg = env
+    shutil.copytree(tmp/'emb', tmp_path/'emb')
+    (tmp_path/'c.yaml').write_text(Path(cfg[1]).read_text().replace(str(tmp/'emb'), str(tmp_path/'emb')))
+    model_dir = next(p for p in (tmp_path/'emb').iterdir() if p.is_dir())
+    half = model_dir/f'.embeddings.npy.{dead_pid()}-zz.tmp'
+    half.write_bytes(b'x' * 1000)
+    code, out, err = run('index', '--images', tmp/'gallery', '--index', tmp_path/'idx', '--config', tmp_path/'c.yaml')
+    assert code == 0 and '12 from cache' in out and not half.exists(), (out, err)
+
+
+def test_a_running_writers_temporary_folder_is_left_alone(env, tmp_path):
+    tmp, cfg = env
+    mine = tmp_path/f'.idx.{os.getpid()}-live.tmp'; mine.mkdir()
+    assert run('index', '--images', tmp/'gallery', '--index', tmp_path/'idx', *cfg)[0] == 0
+    assert mine.is_dir()
+
+
+def test_sigkill_during_index_leaves_the_previous_index_usable(env, tmp_path):
+    tmp, cfg = env
+    assert run('index', '--images', tmp/'gallery', '--index', tmp_path/'idx', *cfg)[0] == 0
+    before = snapshot(tmp_path/'idx')
+    make_sample_dataset(tmp_path/'big', n=300)
+    exe = Path(sys.executable).parent/'hybrid-retrieval'
+    proc = subprocess.Popen([str(exe), 'index', '--images', str(tmp_path/'big'), '--index', str(tmp_path/'idx'), *cfg],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import time; time.sleep(6); proc.kill(); proc.wait()
+    assert snapshot(tmp_path/'idx') == before or json.loads((tmp_path/'idx'/'manifest.json').read_text())['count'] == 300
+    assert run('search', 'a red circle', '--index', tmp_path/'idx', *cfg)[0] == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.idx.')]
+
+
+# ------------------------------------------------------------------------------- 9. fail before loading models
+@pytest.mark.parametrize('argv, message', [
+    (('search', ''), 'query is empty'),
+    (('search', ' \t '), 'query is empty'),
+    (('search', 'a dog', '--filter', 'colour'), "--filter expects KEY=VALUE, got 'colour'"),
+    (('search', 'a dog', '--filter', '=red'), "--filter expects KEY=VALUE, got '=red'"),
+    (('search', 'a dog', '--k1', '5', '--k2', '9'), 'hybrid_search.stage2.k2 (9) must not exceed hybrid_search.stage1.k1 (5)'),
+    (('search', 'a dog', '--mmr', '2'), 'hybrid_search.mmr.lambda must be between 0 and 1, got 2'),
+    (('search', '--image', '/no/such.jpg'), '/no/such.jpg: file not found'),
+    (('search', 'a dog', '--max-pixels', '0'), 'hybrid_search.data.max_pixels must be a positive integer, got 0'),
+    (('search', 'a dog', '--threads', '0'), '--threads must be a positive integer, got 0'),
+    (('eval', '--methods', 'clip,bm25'), "unknown method or direction 'bm25'"),
+    (('eval', '--directions', 'i2i'), "unknown method or direction 'i2i'"),
+    (('eval', '--k1', '0'), 'k1 must be a positive integer, got 0'),
+    (('eval', '--k1', '10,x'), "--k1 expects comma-separated integers, got '10,x'"),
+    (('eval', '--fusion', 'max'), "invalid sweep value 'max'"),
+    (('eval', '--queries', '0'), '--queries must be a positive integer, got 0'),
+    (('eval', '--output', 'r.png'), 'r.png names the table or figure'),
+    (('index', '--images', '/no/such/folder'), 'image folder not found: /no/such/folder'),
+    (('index', '--captions', '/no/such.csv'), 'captions file not found: /no/such.csv'),
+])
+def test_mistakes_fail_before_any_model_loads(env, argv, message):
+    "The configuration names models that do not exist: an error about the model would mean one was loaded first"
+    tmp, _ = env
+    code, out, err = run(*argv, '--config', tmp/'nomodels.yaml')
+    fails(code, err, message)
+    assert 'no/such/clip' not in err and 'no/such/blip2' not in err
+
+
+def test_damaged_index_is_reported_before_any_model_loads(env, tmp_path):
+    tmp, _ = env
+    idx, _ = damaged_copy(env, tmp_path, edit_manifest(ids_reversed=True))
+    code, out, err = run('search', 'a dog', '--index', idx, '--config', tmp/'nomodels.yaml')
+    fails(code, err, 'manifest.json does not match its checksum')
+    code, out, err = run('index', '--images', tmp/'gallery', '--extend', '--index', idx, '--config', tmp/'nomodels.yaml')
+    fails(code, err, 'manifest.json does not match its checksum')
+
+
+def test_unforeseen_error_is_one_line_pointing_at_debug(env, monkeypatch):
+    import hybrid_retrieval.cli as cli
+    monkeypatch.setitem(cli._COMMANDS, 'verify', lambda args: (_ for _ in ()).throw(RuntimeError('boom\nsecond line')))
+    fails(*run('verify', *env[1])[::2], 'unexpected RuntimeError: boom (run with --debug for the traceback)')
+    with pytest.raises(RuntimeError): run('verify', '--debug', *env[1])
+
+
+# ------------------------------------------------------------------------------------------------- 10. a busy CPU
+def test_threads_flag_sizes_torchs_pool(env):
+    before = torch.get_num_threads()
+    try:
+        assert run('search', 'a red circle', '--threads', '1', *env[1])[0] == 0
+        assert torch.get_num_threads() == 1
+    finally: torch.set_num_threads(before)
+
+
+def test_threads_config_key_sizes_torchs_pool(env, tmp_path):
+    tmp, cfg = env
+    (tmp_path/'c.yaml').write_text(Path(cfg[1]).read_text().replace('show_progress: false', 'show_progress: false, threads: 1'))
+    before = torch.get_num_threads()
+    try:
+        assert run('search', 'a red circle', '--config', tmp_path/'c.yaml')[0] == 0
+        assert torch.get_num_threads() == 1
+    finally: torch.set_num_threads(before)
+
+
+def python(code, **env):
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          env={k: v for k,v in {**os.environ, **env}.items() if v is not None})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_default_threads_follow_the_cores_this_process_may_use():
+    assert python('import os; os.sched_setaffinity(0, {0}); from hybrid_retrieval.core import set_threads; '
+                  'import torch; print(set_threads(), torch.get_num_threads())') == '1 1'
+    assert usable_cores() == len(os.sched_getaffinity(0))
+
+
+def test_waiting_threads_sleep_unless_the_user_chose_otherwise():
+    assert python('import hybrid_retrieval.core, os; print(os.environ["OMP_WAIT_POLICY"])', OMP_WAIT_POLICY=None) == 'PASSIVE'
+    assert python('import hybrid_retrieval.core, os; print(os.environ["OMP_WAIT_POLICY"])', OMP_WAIT_POLICY='ACTIVE') == 'ACTIVE'
+
+
+def test_the_battery_is_large_enough():
+    "The issue asks for at least 60 hostile cases"
+    import inspect
+    n = 0
+    for name, fn in list(globals().items()):
+        if not name.startswith('test_') or name == 'test_the_battery_is_large_enough': continue
+        marks = [m for m in getattr(fn, 'pytestmark', []) if m.name == 'parametrize']
+        n += len(marks[0].args[1]) if marks else 1
+    assert n >= 60, n
