@@ -178,6 +178,17 @@ def test_symlink_out_of_the_gallery_is_skipped_before_encoding(env, folder, tmp_
     assert 'leak.png' not in (folder.parent/'idx'/'gallery.jsonl').read_text()
 
 
+def test_link_out_of_the_gallery_is_never_decoded(env, folder, tmp_path, monkeypatch):
+    "Decided when the folder is listed: the encoder is never asked for the file behind the link"
+    import hybrid_retrieval.bi_encoder as bi_encoder
+    Image.new('RGB', (32, 32), 'blue').save(tmp_path/'secret.png')
+    (folder/'leak.png').symlink_to(tmp_path/'secret.png')
+    asked, real = [], bi_encoder.load_image
+    monkeypatch.setattr(bi_encoder, 'load_image', lambda p, *a, **k: asked.append(Path(p).name) or real(p, *a, **k))
+    code, out, err = index_folder(env, folder)
+    assert code == 0 and len(asked) == 4 and 'leak.png' not in asked and 'secret.png' not in asked, (asked, err)
+
+
 def test_dangling_symlink_is_skipped_and_named(env, folder):
     (folder/'gone.png').symlink_to(folder/'never-there.png')
     code, out, err = index_folder(env, folder)
