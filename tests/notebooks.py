@@ -1,5 +1,54 @@
-"""Every notebook in `nbs/` as a test: `nbdev-test`, in a form `coverage run` can measure (`coverage run tests/notebooks.py`).
-It takes `nbdev-test`'s flags; the console script itself is a shell shim under some installers (pyenv), not a Python file."""
+"""Every notebook in `nbs/` as a test: `nbdev-test`, in a form `coverage run` can measure (`coverage run tests/notebooks.py`;
+it takes `nbdev-test`'s flags).
+
+In nbdev a chapter's tests run against the cells that define its functions, not against the module `nbdev-export` writes
+from them, so coverage.py would credit a module only with what *later* chapters use. Here each exported cell is compiled
+under the name and line numbers its code has in the module (the export markers `# %% ../nbs/...` say where), so the
+lines a notebook's tests run are counted where they live. Cells that are not exported (examples, tests) and the import
+cells (which nbdev rewrites to relative imports) run as before."""
+import ast, os
+from pathlib import Path
+from IPython.core.compilerop import CachingCompiler
 from nbdev.test import nbdev_test
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT/'hybrid_retrieval'
+os.environ.setdefault('COVERAGE_FILE', str(ROOT/'.coverage'))   # workers run in nbs/: keep their data with the rest
+
+def _code(lines:list[str])->tuple[str,int]:
+    "The code of a block of lines without leading directives and blank lines, and how many lines were dropped"
+    k = 0
+    while k < len(lines) and (not lines[k].strip() or lines[k].lstrip().startswith('#|')): k += 1
+    return '\n'.join(lines[k:]).strip(), k
+
+def exported_cells()->dict[str,tuple[str,int]]:
+    "The code of every exported cell -> (its module's file, the line its code starts on)"
+    out = {}
+    for mod in sorted(PKG.glob('*.py')):
+        lines = mod.read_text().splitlines()
+        marks = [n for n,l in enumerate(lines) if l.startswith('# %% ')] + [len(lines)]
+        for a,b in zip(marks, marks[1:]):
+            code, k = _code(lines[a+1:b])
+            if code: out[code] = (str(mod), a + 2 + k)
+    return out
+
+CELLS = exported_cells()
+_cache, _parse = CachingCompiler.cache, CachingCompiler.ast_parse
+
+def _module_of(source:str):
+    code, k = _code(source.splitlines())
+    return CELLS.get(code), k
+
+def cache(self, transformed_code, number=0, raw_code=None):
+    hit, _ = _module_of(transformed_code)
+    return hit[0] if hit else _cache(self, transformed_code, number, raw_code)
+
+def ast_parse(self, source, filename='<unknown>', symbol='exec'):
+    tree = _parse(self, source, filename, symbol)
+    hit, k = _module_of(source)
+    if hit and filename == hit[0]: ast.increment_lineno(tree, hit[1] - 1 - k)
+    return tree
+
+CachingCompiler.cache, CachingCompiler.ast_parse = cache, ast_parse
 
 if __name__ == '__main__': nbdev_test()
