@@ -205,7 +205,10 @@ def cmd_index(args):
     if dataset is None: raise HybridRetrievalError('no gallery to index: give --images, --flickr30k, --captions or '
                                                    '--sample, or set hybrid_search.data')
     if args.split: dataset = dataset.split(args.split)
-    if not len(dataset): raise HybridRetrievalError(f"no images found in {dataset.root}")
+    if not len(dataset):
+        _report_skipped(dataset.skipped)
+        raise HybridRetrievalError(f"no images found in {dataset.root}" + (
+            f"; every entry was skipped, e.g. {': '.join(dataset.skipped[0])}" if dataset.skipped else ''))
     path = index_dir(config)
     previous = _index_to_extend(args, path, dataset)
     bi = load_bi_encoder(config)

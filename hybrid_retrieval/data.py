@@ -293,7 +293,8 @@ def load_image_folder(folder:str|Path,       # folder holding the images
     for p in sorted(root.rglob('*') if recursive else root.iterdir()):
         if p.suffix.lower() not in IMAGE_EXTENSIONS or p.name.startswith('.'): continue
         try: target = p.resolve(strict=True)
-        except (OSError, RuntimeError): skipped.append((str(p), 'broken symbolic link')); continue
+        except (OSError, RuntimeError) as e:
+            skipped.append((str(p), 'broken symbolic link' if p.is_symlink() else f'cannot be read ({e})')); continue
         if not target.is_relative_to(root):
             skipped.append((str(p), f'links to {target}, outside the gallery folder {root}')); continue
         if target.is_file(): files.append(p)

@@ -319,6 +319,15 @@ def test_each_bad_karpathy_record_is_skipped_naming_file_position_and_field(env,
     assert f'skipped dataset_flickr30k.json: {where}: {why}' in err, err
 
 
+def test_karpathy_file_whose_every_record_is_bad_names_the_first(env, tmp_path):
+    d = flickr(tmp_path, None, {'images': [{'filename': '1.jpg', 'split': 5, 'sentences': None}]})
+    code, out, err = run('index', '--flickr30k', d, *env[1])
+    assert code == 1 and 'Traceback' not in err, err
+    assert err.strip().splitlines()[-1] == (f"hybrid-retrieval: error: no images found in {d/'flickr30k_images'}; every "
+                                            "entry was skipped, e.g. dataset_flickr30k.json: images[0]: 'split' of "
+                                            "'1.jpg' must be a string such as 'test', got 5"), err
+
+
 def test_karpathy_file_without_an_images_list_is_one_line(env, tmp_path):
     d = flickr(tmp_path, None, {'images': {'1.jpg': 'test'}})
     fails(*run('index', '--flickr30k', d, *env[1])[::2], 'dataset_flickr30k.json is not a Karpathy split file')
