@@ -28,10 +28,11 @@ from .toy_demo import run_demo, demo_rows
 __all__ = ['cmd_index', 'cmd_search', 'cmd_verify', 'cmd_eval', 'cmd_demo', 'cmd_toy_train', 'main']
 
 # %% ../nbs/09_cli.ipynb #bdc71141
-def _threads_flag(p:argparse.ArgumentParser):
+def _process_flags(p:argparse.ArgumentParser):
+    "`--threads`, and `--debug` after the sub-command too (no default: it must not reset a `--debug` given before it)"
     p.add_argument('--threads', type=int, help="torch's CPU threads (default: performance.threads, else the cores this "
                                                "process may use)")
-    p.add_argument('--debug', action='store_true', help=argparse.SUPPRESS)
+    p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 # %% ../nbs/09_cli.ipynb #b64558c2
 def _common()->argparse.ArgumentParser:
@@ -47,7 +48,7 @@ def _common()->argparse.ArgumentParser:
     p.add_argument('--device', help="override device: 'cuda' or 'cpu'")
     p.add_argument('--max-pixels', type=int, help='images above this many pixels are decoded reduced (JPEG) or '
                                                   'skipped (override data.max_pixels; default 178,956,970)')
-    _threads_flag(p)
+    _process_flags(p)
     return p
 
 # %% ../nbs/09_cli.ipynb #614fe72c
@@ -126,7 +127,7 @@ def _demo_parser(sub):
     de.add_argument('--figure', default='toy-demo.png', help='where to write the result grid (default: toy-demo.png)')
     de.add_argument('--device', help="'cuda' or 'cpu' (default: the best available)")
     _format_flag(de, 'the table is')
-    _threads_flag(de)
+    _process_flags(de)
 
 # %% ../nbs/09_cli.ipynb #2a4dcf7b
 def _toy_train_parser(sub):
@@ -137,7 +138,7 @@ def _toy_train_parser(sub):
         if f.name == 'log_every': continue
         tt.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
                         help=f'{docs[f.name]} (default {f.default})')
-    _threads_flag(tt)
+    _process_flags(tt)
 
 # %% ../nbs/09_cli.ipynb #a62e01ce
 def _verify_parser(sub, common):

@@ -257,7 +257,9 @@ def load_gallery(path:str|Path)->ImageDataset:
         raise IndexLoadError(f"{path} holds no gallery: save the index with its dataset (index.save(path, dataset))")
     if m['format_version'] > 1:
         for name in ('gallery.json', 'gallery.jsonl'): _verify_file(path, name, m)
-    info = json.loads(read_text(path/'gallery.json'))
+    try: info = json.loads(read_text(path/'gallery.json'))
+    except json.JSONDecodeError as e:
+        raise IndexLoadError(f"{path/'gallery.json'}:{e.lineno}: not valid JSON ({e.msg})") from None
     if not isinstance(info, dict) or not isinstance(info.get('root'), str):
         raise IndexLoadError(f"{path/'gallery.json'}: root must be a folder name, got {short(info)}")
     return load_captions_file(path/'gallery.jsonl', images_dir=info['root'], name=info.get('name'))

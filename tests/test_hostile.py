@@ -450,6 +450,17 @@ def test_manifest_count_of_the_wrong_type_is_named(env, tmp_path):
     fails(*run('verify', '--index', idx, *env[1])[::2], "manifest.json: count must be an integer, got '12'")
 
 
+def test_broken_gallery_file_of_a_format_1_index_names_file_and_line(env, tmp_path):
+    def edit(folder):
+        m = json.loads((folder/'manifest.json').read_text())
+        v1 = {k: v for k,v in m.items() if k not in ('files', 'checksum')} | {'format_version': 1, 'sha256': m['files']['index.faiss']}
+        (folder/'manifest.json').write_text(json.dumps(v1)); (folder/'gallery.json').write_text('{"root": ')
+    idx, _ = damaged_copy(env, tmp_path, edit)
+    code, out, err = run('search', 'x', '--index', idx, '--config', env[0]/'nomodels.yaml')
+    assert code == 1 and 'Traceback' not in err, err
+    assert err.strip().splitlines()[-1].startswith(f"hybrid-retrieval: error: {idx/'gallery.json'}:1: not valid JSON"), err
+
+
 def test_deleted_image_is_dropped_and_stage_two_still_runs(env, tmp_path):
     tmp, cfg = env
     make_sample_dataset(tmp_path/'g', n=8)
@@ -608,6 +619,7 @@ def test_unforeseen_error_is_one_line_pointing_at_debug(env, monkeypatch):
     monkeypatch.setitem(cli._COMMANDS, 'verify', lambda args: (_ for _ in ()).throw(RuntimeError('boom\nsecond line')))
     fails(*run('verify', *env[1])[::2], 'unexpected RuntimeError: boom (run with --debug for the traceback)')
     with pytest.raises(RuntimeError): run('verify', '--debug', *env[1])
+    with pytest.raises(RuntimeError): run('--debug', 'verify', *env[1])     # the documented place for it
 
 
 # ------------------------------------------------------------------------------------------------- 10. a busy CPU
