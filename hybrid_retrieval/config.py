@@ -368,7 +368,8 @@ def build_engine(config:HybridConfig|None=None, index_path:str|Path|None=None,
     config = config or load_config()
     path = Path(index_path).expanduser() if index_path else index_dir(config)
     if not index_exists(path):
-        raise IndexLoadError(f"no index at {path}: build one first, e.g. `hybrid-retrieval index --images DIR`"
+        build = f'--preset {config.preset}' if config.preset and not index_path else '--images DIR'
+        raise IndexLoadError(f"no index at {path}: build one first, e.g. `hybrid-retrieval index {build}`"
                              + ('' if index_path else ' (or pass --index)'))
     index, dataset = ImageIndex.load(path), load_gallery(path)
     bi = load_bi_encoder(config)

@@ -6,7 +6,7 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #430ab888
 from __future__ import annotations
-import os, csv, json, math, random, logging, threading, warnings
+import io, os, csv, json, math, random, logging, threading, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterable
@@ -16,9 +16,9 @@ from .core import HybridRetrievalError, atomic_write, read_text, text_lines, sho
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_MAX_PIXELS', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'SHAPES', 'SAMPLE_COLOURS', 'ImageLoadError',
-           'to_rgb', 'load_image', 'safe_path', 'ImageDataset', 'load_captions_file', 'save_captions_file',
-           'load_image_folder', 'read_flickr30k_csv', 'read_karpathy_split', 'find_flickr30k_dir', 'load_flickr30k',
-           'draw_shape', 'make_sample_dataset']
+           'to_rgb', 'load_image', 'decode_image', 'safe_path', 'ImageDataset', 'load_captions_file',
+           'save_captions_file', 'load_image_folder', 'read_flickr30k_csv', 'read_karpathy_split', 'find_flickr30k_dir',
+           'load_flickr30k', 'draw_shape', 'make_sample_dataset']
 
 # %% ../nbs/01_data.ipynb #cf3288cb
 log = logging.getLogger(__name__)
@@ -72,6 +72,19 @@ def to_rgb(img:Image.Image, path='<PIL image>')->Image.Image:
     except ValueError: raise ImageLoadError(path, f'pixel mode {mode} cannot be converted to RGB') from None
 
 # %% ../nbs/01_data.ipynb #1dd17fc9
+def _decode(source, name, max_pixels:int|None)->Image.Image:
+    "Decode `source` (a path or a binary file) as RGB, its errors reported under `name`"
+    try:
+        with _open_image(source) as img:
+            img = _within_limit(img, MAX_IMAGE_PIXELS if max_pixels is None else max_pixels, name)
+            img.load()
+            return to_rgb(ImageOps.exif_transpose(img), name)
+    except ImageLoadError: raise
+    except UnidentifiedImageError: raise ImageLoadError(name, 'not an image file') from None
+    except PermissionError: raise ImageLoadError(name, 'permission denied') from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageLoadError(name, f'corrupt or truncated image ({e})') from None
+
 def load_image(path:str|Path,             # the image file
                max_pixels:int|None=None   # decode at most this many pixels; None: `MAX_IMAGE_PIXELS`
               )->Image.Image:
@@ -79,16 +92,13 @@ def load_image(path:str|Path,             # the image file
     path = Path(path).expanduser()
     if not path.is_file(): raise ImageLoadError(path, 'file not found')
     if path.stat().st_size == 0: raise ImageLoadError(path, 'file is empty (0 bytes)')
-    try:
-        with _open_image(path) as img:
-            img = _within_limit(img, MAX_IMAGE_PIXELS if max_pixels is None else max_pixels, path)
-            img.load()
-            return to_rgb(ImageOps.exif_transpose(img), path)
-    except ImageLoadError: raise
-    except UnidentifiedImageError: raise ImageLoadError(path, 'not an image file') from None
-    except PermissionError: raise ImageLoadError(path, 'permission denied') from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageLoadError(path, f'corrupt or truncated image ({e})') from None
+    return _decode(path, path, max_pixels)
+
+# %% ../nbs/01_data.ipynb #9d83305a
+def decode_image(data:bytes, name:str='<bytes>', max_pixels:int|None=None)->Image.Image:
+    "Decode an image held in memory as RGB, with `load_image`'s checks; errors name it `name`"
+    if not data: raise ImageLoadError(name, 'file is empty (0 bytes)')
+    return _decode(io.BytesIO(data), name, max_pixels)
 
 # %% ../nbs/01_data.ipynb #0fb12fea
 def safe_path(root:str|Path, name:str)->Path:

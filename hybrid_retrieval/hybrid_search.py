@@ -8,7 +8,7 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/hybrid_search.html.md"
 from __future__ import annotations
 import copy, json, logging, warnings
 from collections import OrderedDict
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -302,12 +302,14 @@ def _stage2_rerank(self:HybridSearchEngine, query:str, candidates:list[tuple[str
 # %% ../nbs/05_hybrid_search.ipynb #89987237
 @patch
 def _search_one(self:HybridSearchEngine, query, label:str, query_type:str, candidates, k1:int, k2:int,
-                stage1_s:float)->SearchResponse:
+                stage1_s:float, scores:tuple|None=None, shared_s:float=0.0)->SearchResponse:
+    "Stage 2 (or its given `scores`, with `shared_s` seconds of a shared call) and the response, CLIP's on failure"
     ranked, reason = None, None
     with Timer(getattr(self.cross_encoder, 'device', None)) as t2:
         if self.cross_encoder is None: reason = 'no cross-encoder configured'
         else:
-            try: ranked = self.rerank(query, candidates, None, query_type)
+            try: ranked = (self.rerank(query, candidates, None, query_type) if scores is None
+                           else self._finish(candidates, len(candidates), *scores))
             except Exception as e:
                 reason = f'{type(e).__name__}: {e}'
                 log.warning("stage 2 failed for %r (%s); returning the CLIP ranking", label, reason)
@@ -315,7 +317,7 @@ def _search_one(self:HybridSearchEngine, query, label:str, query_type:str, candi
     stage2 = {r.stage1_rank: r.stage2_score for r in ranked or []}
     cand = [dict(image_id=i, stage1_rank=n, stage1_score=s, stage2_score=stage2.get(n))
             for n,(i,s) in enumerate(candidates, 1)]
-    return SearchResponse(label, query_type, results, cand, stage1_s, t2.seconds, k1, k2,
+    return SearchResponse(label, query_type, results, cand, stage1_s, t2.seconds + shared_s, k1, k2,
                           self.config.fusion if ranked is not None else 'none', ranked is None, reason)
 
 # %% ../nbs/05_hybrid_search.ipynb #cc781430
@@ -326,7 +328,8 @@ def _cache_key(self:HybridSearchEngine, kind:str, query, k1:int, k2:int, filter)
     state = (id(self.index), self.index.version, len(self.index))
     if state != self._cache_state: self._cache.clear(); self._cache_state = state
     flt = json.dumps(filter, sort_keys=True, default=str)
-    return (kind, query, k1, k2, c.fusion, c.alpha, c.rrf_k, c.mmr_lambda, c.score_kind, flt)
+    stage2 = getattr(self.cross_encoder, 'model_id', None)
+    return (kind, query, k1, k2, stage2, c.fusion, c.alpha, c.rrf_k, c.mmr_lambda, c.score_kind, flt)
 
 # %% ../nbs/05_hybrid_search.ipynb #25c4149f
 @patch
@@ -343,11 +346,27 @@ def _cache_put(self:HybridSearchEngine, key, response:SearchResponse):
     self._cache[key] = copy.deepcopy(response)
     while len(self._cache) > self.config.cache_size: self._cache.popitem(last=False)
 
+# %% ../nbs/05_hybrid_search.ipynb #5345a22c
+@patch
+def _shared_stage2(self:HybridSearchEngine, queries:list[str], cands:list[list])->tuple[list, float]:
+    "Each query's (cross, itc) scores from one cross-encoder call, and its share of the time; Nones when not shared"
+    none = [None] * len(queries)
+    if self.cross_encoder is None or len(queries) < 2: return none, 0.0
+    texts = [q for q,c in zip(queries, cands) for _ in c]
+    with Timer(self.cross_encoder.device) as t:
+        try: cross, itc = self.pair_scores(texts, [self.dataset.path(i) for c in cands for i,_ in c])
+        except Exception as e:
+            log.warning("scoring %d queries' candidates together failed (%s): re-ranking them one by one",
+                        len(queries), e)
+            return none, 0.0
+    cuts = np.cumsum([len(c) for c in cands])[:-1]
+    return list(zip(np.split(cross, cuts), none if itc is None else np.split(itc, cuts))), t.seconds / len(queries)
+
 # %% ../nbs/05_hybrid_search.ipynb #dc06d18a
 @patch
 def batch_text_to_image_search(self:HybridSearchEngine, queries:list[str], k1:int|None=None, k2:int|None=None,
                                filter=None)->list[SearchResponse]:
-    "Hybrid search for many text queries: one text batch, one FAISS search, shared vision features"
+    "Hybrid search for many text queries: one text batch, one FAISS search, shared vision features and stage-2 calls"
     if isinstance(queries, str) or not queries: raise ValueError('queries must be a non-empty list of strings')
     queries = [check_text(q) for q in queries]
     k1, k2 = self._check_k(k1, k2)
@@ -356,13 +375,20 @@ def batch_text_to_image_search(self:HybridSearchEngine, queries:list[str], k1:in
     todo = [n for n,r in enumerate(out) if r is None]
     if not todo: return out
     with Timer() as t1: cands = self._stage1(self.bi_encoder.encode_text([queries[n] for n in todo]), k1, filter)
-    if self.cross_encoder is not None and len(todo) > 1:
+    ce = self.cross_encoder
+    if ce is not None and len(todo) > 1:
         union = dict.fromkeys(i for c in cands for i,_ in c)
-        try: self.cross_encoder.image_features([self.dataset.path(i) for i in union])
+        try: ce.image_features([self.dataset.path(i) for i in union])
         except Exception as e: log.warning("pre-computing candidate features failed (%s)", e)
-    for n,c in tqdm(list(zip(todo, cands)), desc='re-ranking', disable=not self.config.show_progress or len(todo) < 2):
-        out[n] = self._search_one(queries[n], queries[n], 'text', c, k1, k2, t1.seconds / len(todo))
-        self._cache_put(keys[n], out[n])
+    per = max(1, ce.batch_size // k1) if ce is not None else len(todo)   # queries whose pairs fill one batch
+    groups = [list(range(s, min(s + per, len(todo)))) for s in range(0, len(todo), per)]
+    for g in tqdm(groups, desc='re-ranking', disable=not self.config.show_progress or len(groups) < 2):
+        scores, shared_s = self._shared_stage2([queries[todo[j]] for j in g], [cands[j] for j in g])
+        for j,sc in zip(g, scores):
+            n = todo[j]
+            out[n] = self._search_one(queries[n], queries[n], 'text', cands[j], k1, k2, t1.seconds / len(todo), sc,
+                                      shared_s)
+            self._cache_put(keys[n], out[n])
     return out
 
 # %% ../nbs/05_hybrid_search.ipynb #0c1ecd9d
@@ -388,6 +414,15 @@ def image_to_image_hybrid_search(self:HybridSearchEngine, query_image:str|Path|I
     response = self._search_one(image, label, 'image', cands, k1, k2, t1.seconds)
     self._cache_put(key, response)
     return response
+
+# %% ../nbs/05_hybrid_search.ipynb #e4fb05bf
+@patch
+def variant(self:HybridSearchEngine, rerank:bool=True, **changes)->HybridSearchEngine:
+    "This engine with other `SearchConfig` values (and CLIP only unless `rerank`), sharing models, index and cache"
+    out = copy.copy(self)
+    out.config = replace(self.config, **changes)
+    if not rerank: out.cross_encoder = None
+    return out
 
 # %% ../nbs/05_hybrid_search.ipynb #91220840
 def explain_results(response:SearchResponse)->list[dict]:

@@ -16,11 +16,16 @@ def env(tmp_path_factory):
     return tmp, environ
 
 
-def cli(environ, *args, cwd=None):
+def script()->str:
+    "The installed console script of this interpreter"
     beside = Path(sys.executable).parent/'hybrid-retrieval'   # where pip puts console scripts for this interpreter
     exe = str(beside) if beside.is_file() else shutil.which('hybrid-retrieval')
     assert exe, 'the hybrid-retrieval console script is not installed'
-    return subprocess.run([exe, *args], capture_output=True, text=True, env=environ, cwd=cwd, timeout=300)
+    return exe
+
+
+def cli(environ, *args, cwd=None):
+    return subprocess.run([script(), *args], capture_output=True, text=True, env=environ, cwd=cwd, timeout=300)
 
 
 def test_index_then_the_plans_usage_lines(env):

@@ -1,0 +1,191 @@
+"""`hybrid-retrieval serve --preset toy` as a user starts it, its API over real HTTP, and its page in a real browser:
+Debian's Chromium driven by Playwright (Playwright's own browser download cannot work offline).
+
+Where `HYBRID_RETRIEVAL_BROWSER_TESTS=required` (`.ci/run` sets it), a browser that cannot start fails the test; elsewhere
+it skips it. `HYBRID_RETRIEVAL_SCREENSHOT=FILE` also saves the page's screenshot there (the docs' picture)."""
+import json, os, shutil, signal, socket, subprocess, time, urllib.error, urllib.parse, urllib.request
+from pathlib import Path
+import pytest
+from test_cli import cli, script
+
+REQUIRED = os.environ.get('HYBRID_RETRIEVAL_BROWSER_TESTS') == 'required'
+
+
+def free_port()->int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def get(url:str)->tuple[int, dict]:
+    "Status and JSON of a GET, errors included"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r: return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e: return e.code, json.loads(e.read())
+
+
+@pytest.fixture(scope='module')
+def server(tmp_path_factory):
+    "What a new user does: `hybrid-retrieval demo`, then `hybrid-retrieval serve --preset toy`; (base URL, gallery, tmp)"
+    tmp = tmp_path_factory.mktemp('serve')
+    env = {**os.environ, 'XDG_CACHE_HOME': str(tmp/'cache'), 'HF_HUB_OFFLINE': '1', 'OMP_NUM_THREADS': '1'}
+    env.pop('HYBRID_RETRIEVAL_CONFIG', None)
+    done = cli(env, 'demo', '--queries', '20', '--cross-queries', '5', '--figure', str(tmp/'demo.png'))
+    assert done.returncode == 0, done.stderr
+    port, log = free_port(), open(tmp/'server.log', 'w+')
+    proc = subprocess.Popen([script(), 'serve', '--preset', 'toy', '--port', str(port)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    base = f'http://127.0.0.1:{port}'
+    deadline = time.time() + 180
+    while True:
+        try:
+            if get(f'{base}/api/health')[0] == 200: break
+        except OSError: pass
+        assert proc.poll() is None and time.time() < deadline, Path(log.name).read_text()
+        time.sleep(0.5)
+    yield base, tmp/'cache'/'hybrid_retrieval'/'toy'/'heldout', tmp
+    proc.terminate()   # uvicorn shuts down cleanly, then ends by the signal it got
+    assert proc.wait(60) == -signal.SIGTERM, Path(log.name).read_text()
+    assert 'Application shutdown complete' in Path(log.name).read_text()
+    assert 'Traceback' not in Path(log.name).read_text()
+
+
+def captions(gallery:Path, n:int=3)->list[dict]:
+    return [json.loads(line) for line in (gallery/'captions.jsonl').read_text().splitlines()[:n]]
+
+
+def test_the_api_over_http(server):
+    base, gallery, _ = server
+    status, health = get(f'{base}/api/health')
+    assert status == 200 and health['gallery'] == 1000 and health['defaults'] == dict(k1=20, k2=10, fusion='weighted', mmr=None)
+    first = captions(gallery)[0]
+    status, found = get(f"{base}/api/search?{urllib.parse.urlencode({'q': first['caption']})}")
+    assert status == 200 and len(found['results']) == 10 and found['fusion'] == 'weighted'
+    assert first['image'] in [r['image_id'] for r in found['results']]
+    status, bad = get(f"{base}/api/search?q=x&k1=5&k2=10")
+    assert (status, bad) == (422, {'detail': 'k2 (10) must not exceed k1 (5)'})
+
+
+@pytest.fixture(scope='module')
+def client(server):
+    "FastAPI's test client on the toy preset's engine, in this process"
+    from fastapi.testclient import TestClient
+    from hybrid_retrieval.config import build_engine, load_config
+    from hybrid_retrieval.server import create_app
+    import hybrid_retrieval.toy   # registers the preset
+    saved = os.environ.get('XDG_CACHE_HOME')
+    os.environ['XDG_CACHE_HOME'] = str(server[2]/'cache')
+    try: engine = build_engine(load_config(preset='toy'))
+    finally:
+        if saved is None: del os.environ['XDG_CACHE_HOME']
+        else: os.environ['XDG_CACHE_HOME'] = saved
+    engine.config.show_progress = False
+    with TestClient(create_app(engine, max_upload_bytes=100_000)) as c: yield c, engine
+
+
+def test_the_api_on_the_toy_preset(server, client):
+    c, engine = client
+    _, gallery, _ = server
+    first, second, _ = captions(gallery)
+    got = c.get('/api/search', params={'q': first['caption']}).json()
+    want = engine.text_to_image_hybrid_search(first['caption'])
+    assert [r['image_id'] for r in got['results']] == [r.image_id for r in want.results] and want.fusion == 'weighted'
+    up = c.post('/api/search/image', files={'image': ('mine.png', (gallery/second['image']).read_bytes())}).json()
+    assert up['results'][0]['image_id'] == second['image'] and up['query'] == 'mine.png'
+
+
+@pytest.mark.parametrize('method,url,kw,status,detail', [
+    ('get', '/api/search', dict(params={'q': 'a red circle', 'k1': 5, 'k2': 10}), 422, 'k2 (10) must not exceed k1 (5)'),
+    ('get', '/api/search', dict(params={'q': 'a red circle', 'fusion': 'max'}), 422,
+     "fusion must be one of replace, weighted, rank_fusion, sum; got 'max'"),
+    ('get', '/api/search', dict(params={'q': 'a red circle', 'mmr': -1}), 422, 'mmr must be between 0 and 1, got -1.0'),
+    ('get', '/api/search', dict(params={'q': ''}), 422, 'q is empty'),
+    ('get', '/api/search', dict(params={'q': 'a' * 5000}), 422, 'q is too long: 5,000 characters (at most 1,000)'),
+    ('get', '/api/search', dict(params={'q': 'x', 'rerank': 'maybe'}), 422,
+     "rerank: Input should be a valid boolean, unable to interpret input, got 'maybe'"),
+    ('get', '/api/search/image', dict(params={'id': 'missing.png'}), 404, "no image 'missing.png' in this index"),
+    ('get', '/api/images/..%2Fcaptions.jsonl', {}, 404, "no image '../captions.jsonl' in this index"),
+    ('post', '/api/search/image', dict(files={'image': ('a.png', b'GIF89a broken')}), 422,
+     'cannot load image a.png: not an image file'),
+    ('post', '/api/search/image', dict(files={'image': ('big.png', b'x' * 200_000)}), 413,
+     'the upload is larger than the limit of 0.0954 MB'),
+    ('post', '/api/search', dict(json={'q': 'x', 'k1': 'many'}), 422,
+     "k1: Input should be a valid integer, unable to parse string as an integer, got 'many'"),
+])
+def test_bad_requests_on_the_toy_preset(client, method, url, kw, status, detail):
+    reply = getattr(client[0], method)(url, **kw)
+    assert (reply.status_code, reply.json()) == (status, {'detail': detail})
+
+
+@pytest.fixture
+def browser():
+    "Headless Chromium from the system's package"
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        try: b = p.chromium.launch(executable_path=shutil.which('chromium') or 'chromium', args=['--no-sandbox'])
+        except Exception as e:
+            message = f'headless Chromium cannot start ({str(e).splitlines()[0]}): apt-get install -y chromium'
+            if REQUIRED: pytest.fail(message)
+            pytest.skip(message)
+        yield b
+        b.close()
+
+
+def top_card_is(page, image_id:str):
+    "Wait until the first card of the results shows `image_id`"
+    page.wait_for_function("id => document.querySelector('#results .card')?.dataset.imageId === id", arg=image_id,
+                           timeout=60_000)
+
+
+def test_the_page_in_a_browser(server, browser):
+    base, gallery, tmp = server
+    first, second, _ = captions(gallery)
+    api_top = get(f"{base}/api/search?{urllib.parse.urlencode({'q': first['caption']})}")[1]['results'][0]['image_id']
+    page = browser.new_page(viewport={'width': 1280, 'height': 900})
+    errors = []
+    page.on('pageerror', lambda e: errors.append(str(e)))
+    page.goto(f'{base}/')
+    page.wait_for_function("document.querySelector('#health').textContent.includes('1,000 images')")
+
+    page.keyboard.press('/')                       # `/` focuses the query box
+    page.keyboard.type(first['caption'])
+    page.keyboard.press('Enter')
+    top_card_is(page, api_top)
+    assert page.locator('#results .card').count() == 10
+    assert 'stage 1' in page.inner_text('#status') and 'stage 2' in page.inner_text('#status')
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)['q'] == [first['caption']]   # kept in the URL
+    assert 'CLIP #' in page.inner_text('#results .card >> nth=0')
+
+    page.check('#compare')                          # CLIP alone beside the hybrid
+    page.wait_for_selector('#clip-results .card')
+    assert page.locator('#clip-results .card').count() == 10
+    page.screenshot(path=str(tmp/'serve.png'))
+    assert (tmp/'serve.png').stat().st_size > 20_000
+    if os.environ.get('HYBRID_RETRIEVAL_SCREENSHOT'): shutil.copy(tmp/'serve.png', os.environ['HYBRID_RETRIEVAL_SCREENSHOT'])
+
+    page.set_input_files('#file', str(gallery/second['image']))   # upload a gallery picture: it comes back first
+    top_card_is(page, second['image'])
+
+    third_id = page.get_attribute('#results .card >> nth=2', 'data-image-id')
+    page.click('#results .card >> nth=2 >> .like')                   # "more like this"
+    top_card_is(page, third_id)
+    assert f'like={urllib.parse.quote(third_id)}' in page.url
+
+    page.fill('#k1', '5'); page.fill('#k2', '10')   # a bad request shows the server's message
+    page.fill('#q', 'a red circle'); page.press('#q', 'Enter')
+    page.wait_for_selector('#error:not([hidden])')
+    assert page.inner_text('#error') == 'k2 (10) must not exceed k1 (5)'
+    assert errors == []
+
+
+def test_a_shared_link_reloads_the_search(server, browser):
+    base, gallery, _ = server
+    first = captions(gallery)[0]
+    page = browser.new_page()
+    page.goto(f"{base}/?{urllib.parse.urlencode({'q': first['caption'], 'k2': 4, 'fusion': 'replace'})}")
+    page.wait_for_selector('#results .card')
+    assert page.locator('#results .card').count() == 4
+    assert page.input_value('#q') == first['caption'] and page.input_value('#fusion') == 'replace'
+    page.fill('#q', '   '); page.press('#q', 'Enter')
+    page.wait_for_selector('#error:not([hidden])')
+    assert page.inner_text('#error') == 'q is empty'
