@@ -185,6 +185,7 @@ class HybridSearchEngine:
         if cross_encoder is not None and self.config.batch_size is not None:
             cross_encoder.batch_size = self.config.batch_size
         self._cache,self._cache_state,self._missing = OrderedDict(),None,set()
+        self._no_stage2 = 'no cross-encoder configured'   # the fallback reason when stage 2 is absent
 
     def __repr__(self):
         return (f"HybridSearchEngine({len(self.index)} images; stage 1 {self.bi_encoder.model_id}; stage 2 "
@@ -306,7 +307,7 @@ def _search_one(self:HybridSearchEngine, query, label:str, query_type:str, candi
     "Stage 2 (or its given `scores`, with `shared_s` seconds of a shared call) and the response, CLIP's on failure"
     ranked, reason = None, None
     with Timer(getattr(self.cross_encoder, 'device', None)) as t2:
-        if self.cross_encoder is None: reason = 'no cross-encoder configured'
+        if self.cross_encoder is None: reason = self._no_stage2
         else:
             try: ranked = (self.rerank(query, candidates, None, query_type) if scores is None
                            else self._finish(candidates, len(candidates), *scores))
@@ -421,7 +422,8 @@ def variant(self:HybridSearchEngine, rerank:bool=True, **changes)->HybridSearchE
     "This engine with other `SearchConfig` values (and CLIP only unless `rerank`), sharing models, index and cache"
     out = copy.copy(self)
     out.config = replace(self.config, **changes)
-    if not rerank: out.cross_encoder = None
+    if not rerank and self.cross_encoder is not None:
+        out.cross_encoder, out._no_stage2 = None, 're-ranking switched off'
     return out
 
 # %% ../nbs/05_hybrid_search.ipynb #91220840

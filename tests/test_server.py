@@ -3,7 +3,7 @@ Debian's Chromium driven by Playwright (Playwright's own browser download cannot
 
 Where `HYBRID_RETRIEVAL_BROWSER_TESTS=required` (`.ci/run` sets it), a browser that cannot start fails the test; elsewhere
 it skips it. `HYBRID_RETRIEVAL_SCREENSHOT=FILE` also saves the page's screenshot there (the docs' picture)."""
-import json, os, shutil, signal, socket, subprocess, time, urllib.error, urllib.parse, urllib.request
+import base64, json, os, shutil, signal, socket, subprocess, time, urllib.error, urllib.parse, urllib.request
 from pathlib import Path
 import pytest
 from test_cli import cli, script
@@ -137,6 +137,16 @@ def top_card_is(page, image_id:str):
                            timeout=60_000)
 
 
+def drop(page, path:Path):
+    "Drop the file at `path` on the page, as a user dragging it from their desktop"
+    page.evaluate("""([b64, name]) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, { type: 'image/png' }));
+        document.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }""", [base64.b64encode(path.read_bytes()).decode(), path.name])
+
+
 def test_the_page_in_a_browser(server, browser):
     base, gallery, tmp = server
     first, second, _ = captions(gallery)
@@ -156,9 +166,17 @@ def test_the_page_in_a_browser(server, browser):
     assert urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)['q'] == [first['caption']]   # kept in the URL
     assert 'CLIP #' in page.inner_text('#results .card >> nth=0')
 
+    page.click('#results .card >> nth=0 >> summary')   # explain: the weighted fusion's two parts
+    assert {'clip', 'cross'} <= set(page.inner_text('#results .card >> nth=0 >> details table').split())
+    with page.expect_download() as download: page.click('#export')
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert (exported['query'], exported['results'][0]['image_id']) == (first['caption'], api_top)
+    page.click('#more')                             # ten more
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 20")
+
     page.check('#compare')                          # CLIP alone beside the hybrid
     page.wait_for_selector('#clip-results .card')
-    assert page.locator('#clip-results .card').count() == 10
+    assert page.locator('#clip-results .card').count() == 20
     page.screenshot(path=str(tmp/'serve.png'))
     assert (tmp/'serve.png').stat().st_size > 20_000
     if os.environ.get('HYBRID_RETRIEVAL_SCREENSHOT'): shutil.copy(tmp/'serve.png', os.environ['HYBRID_RETRIEVAL_SCREENSHOT'])
@@ -170,6 +188,9 @@ def test_the_page_in_a_browser(server, browser):
     page.click('#results .card >> nth=2 >> .like')                   # "more like this"
     top_card_is(page, third_id)
     assert f'like={urllib.parse.quote(third_id)}' in page.url
+
+    drop(page, gallery/first['image'])                                 # an image dropped on the page
+    top_card_is(page, first['image'])
 
     page.fill('#k1', '5'); page.fill('#k2', '10')   # a bad request shows the server's message
     page.fill('#q', 'a red circle'); page.press('#q', 'Enter')
