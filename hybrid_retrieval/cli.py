@@ -76,17 +76,22 @@ def _index_parser(sub, common):
     ix.add_argument('--extend', action='store_true',
                     help='add the new images to the existing index instead of rebuilding it')
 
+# %% ../nbs/11_cli.ipynb #157b81b6
+def _search_flags(p:argparse.ArgumentParser):
+    "The search settings `search` and `serve` take (for `serve`, the defaults of every request)"
+    p.add_argument('--k1', type=int, help='stage-1 candidates (override stage1.k1)')
+    p.add_argument('--k2', type=int, help='results (override stage2.k2)')
+    p.add_argument('--cross-model', help='override stage2.model')
+    p.add_argument('--no-rerank', action='store_true', help='CLIP only: skip stage 2 (and do not load its model)')
+    p.add_argument('--fusion', choices=FUSIONS, help='override fusion.method')
+    p.add_argument('--mmr', type=float, metavar='LAMBDA', help='diversify with MMR at this lambda')
+
 # %% ../nbs/11_cli.ipynb #3121d406
 def _search_parser(sub, common):
     se = sub.add_parser('search', parents=[common], help='search the index with a text or an image')
     se.add_argument('query', nargs='?', help='text query')
     se.add_argument('--image', help='image query (a file)')
-    se.add_argument('--k1', type=int, help='stage-1 candidates (override stage1.k1)')
-    se.add_argument('--k2', type=int, help='results (override stage2.k2)')
-    se.add_argument('--cross-model', help='override stage2.model')
-    se.add_argument('--no-rerank', action='store_true', help='CLIP only: skip stage 2')
-    se.add_argument('--fusion', choices=FUSIONS, help='override fusion.method')
-    se.add_argument('--mmr', type=float, metavar='LAMBDA', help='diversify with MMR at this lambda')
+    _search_flags(se)
     se.add_argument('--filter', action='append', default=[], metavar='KEY=VALUE',
                     help='keep only images whose metadata KEY equals VALUE (repeatable)')
     _format_flag(se, 'the results are')
@@ -149,6 +154,7 @@ def _verify_parser(sub, common):
 # %% ../nbs/11_cli.ipynb #47aa363a
 def _serve_parser(sub, common):
     sv = sub.add_parser('serve', parents=[common], help='serve the index: an HTTP API and a search page')
+    _search_flags(sv)
     sv.add_argument('--host', default='127.0.0.1', help='address to listen on (default 127.0.0.1: this machine only)')
     sv.add_argument('--port', type=int, default=8000, help='port to listen on (default 8000)')
     sv.add_argument('--max-batch', type=int, default=32, help='text queries per engine batch (1: no micro-batching)')
@@ -319,7 +325,7 @@ def cmd_serve(args):
                                                         "pip install 'hybrid-retrieval[serve]'") from None
     options = _serve_options(args)
     check_port(args.host, args.port)
-    engine = build_engine(_config(args))
+    engine = build_engine(_config(args), with_stage2=not args.no_rerank)
     print(f"serving {len(engine.index):,} images on http://{args.host}:{args.port}{args.root_path}/ (Ctrl-C stops)",
           file=sys.stderr)
     serve(engine, args.host, args.port, args.root_path, **options)
