@@ -13,9 +13,9 @@ import torch
 
 # %% auto #0
 __all__ = ['log', 'HybridRetrievalError', 'ModelLoadError', 'check_text', 'check_positive_int', 'short', 'read_text',
-           'text_lines', 'default_device', 'autocast_dtype', 'Timer', 'clean_leftovers', 'atomic_write', 'atomic_dir',
-           'sha256_file', 'sha256_str', 'model_dir', 'file_stamp', 'unit_scale_', 'usable_cores', 'set_threads',
-           'Table', 'format_table']
+           'text_lines', 'read_json', 'default_device', 'autocast_dtype', 'Timer', 'clean_leftovers', 'atomic_write',
+           'atomic_dir', 'sha256_file', 'sha256_str', 'model_dir', 'file_stamp', 'unit_scale_', 'usable_cores',
+           'set_threads', 'Table', 'format_table']
 
 # %% ../nbs/00_core.ipynb #da2437d2
 class HybridRetrievalError(Exception):
@@ -67,6 +67,12 @@ def text_lines(path:str|Path):
             if n == 1: raw = raw.removeprefix(codecs.BOM_UTF8)
             try: yield n, raw.decode('utf-8'), None
             except UnicodeDecodeError as e: yield n, None, _not_utf8(raw, e.start)
+
+# %% ../nbs/00_core.ipynb #8834841f
+def read_json(path:str|Path):
+    "The JSON value in the file at `path`; bad UTF-8 or bad JSON raise `ValueError` naming the file and line"
+    try: return json.loads(read_text(path))
+    except json.JSONDecodeError as e: raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
 
 # %% ../nbs/00_core.ipynb #a0966b24
 def default_device(device:str|torch.device|None=None # 'cuda', 'cuda:1', 'cpu'; None picks the best available

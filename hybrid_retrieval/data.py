@@ -12,7 +12,7 @@ from pathlib import Path
 from collections.abc import Iterable
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
-from .core import HybridRetrievalError, atomic_write, read_text, text_lines, short
+from .core import HybridRetrievalError, atomic_write, read_json, text_lines, short
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_MAX_PIXELS', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'SHAPES', 'SAMPLE_COLOURS', 'ImageLoadError',
@@ -353,8 +353,7 @@ def _karpathy_record(rec)->tuple[str, str|None, list[str], list[tuple[int,str]]]
 def read_karpathy_split(path:str|Path)->tuple[dict[str,tuple[str,list[str]]], list[tuple[str,str]]]:
     "Each image file name's (split, raw captions) from a Karpathy split file, and the records or captions skipped"
     path = Path(path).expanduser()
-    try: data = json.loads(read_text(path))
-    except json.JSONDecodeError as e: raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get('images'), list):
         raise ValueError(f"{path} is not a Karpathy split file: expected a JSON object with an 'images' list")
     out, skipped = {}, []

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np, faiss
 from fastcore.basics import patch
 from .core import (HybridRetrievalError, atomic_write, atomic_dir, clean_leftovers, sha256_file, sha256_str,
-                                   model_dir, file_stamp, read_text, short)
+                                   model_dir, file_stamp, read_json, short)
 from .data import ImageDataset, save_captions_file, load_captions_file
 from .bi_encoder import BiEncoder
 
@@ -205,8 +205,7 @@ def _read_manifest(path:Path)->dict:
                                                "(hybrid_retrieval.index.build_index, then .save)")
     mpath = path/'manifest.json'
     if not mpath.is_file(): raise IndexLoadError(f"{path} is not an index folder: manifest.json is missing")
-    try: m = json.loads(read_text(mpath))
-    except json.JSONDecodeError as e: raise IndexLoadError(f"{mpath}:{e.lineno}: not valid JSON ({e.msg})") from None
+    try: m = read_json(mpath)
     except ValueError as e: raise IndexLoadError(str(e)) from None
     if not isinstance(m, dict): raise IndexLoadError(f"{mpath} must hold a JSON object, got {short(m)}")
     _check_fields(m, mpath)
@@ -257,9 +256,8 @@ def load_gallery(path:str|Path)->ImageDataset:
         raise IndexLoadError(f"{path} holds no gallery: save the index with its dataset (index.save(path, dataset))")
     if m['format_version'] > 1:
         for name in ('gallery.json', 'gallery.jsonl'): _verify_file(path, name, m)
-    try: info = json.loads(read_text(path/'gallery.json'))
-    except json.JSONDecodeError as e:
-        raise IndexLoadError(f"{path/'gallery.json'}:{e.lineno}: not valid JSON ({e.msg})") from None
+    try: info = read_json(path/'gallery.json')
+    except ValueError as e: raise IndexLoadError(str(e)) from None
     if not isinstance(info, dict) or not isinstance(info.get('root'), str):
         raise IndexLoadError(f"{path/'gallery.json'}: root must be a folder name, got {short(info)}")
     return load_captions_file(path/'gallery.jsonl', images_dir=info['root'], name=info.get('name'))
@@ -281,7 +279,7 @@ class EmbeddingCache:
         m = self.dir/'manifest.json'
         if m.is_file():
             try:
-                man = json.loads(m.read_text())
+                man = read_json(m)
                 if man.get('model_id') == model_id:
                     self.emb = np.load(self.dir/'embeddings.npy', allow_pickle=False)
                     self.ids,self.stamps = man['ids'],[tuple(s) for s in man['stamps']]

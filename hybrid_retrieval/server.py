@@ -393,7 +393,7 @@ def check_port(host:str, port:int):
     try:
         with socket.create_server((host, port)): pass
     except OSError as e:
-        why = os.strerror(e.errno) if e.errno else str(e)
+        why = os.strerror(e.errno) if e.errno and e.errno > 0 else e.strerror or str(e)   # < 0: a name not found
         raise HybridRetrievalError(f"cannot listen on {host}:{port}: {why} (choose another --port or --host)") from None
 
 # %% ../nbs/09_server.ipynb #86e11ed7

@@ -546,9 +546,9 @@ def test_crash_between_the_two_renames_is_recovered_by_the_next_search(env, tmp_
 
 def test_leftover_cache_file_of_a_killed_run_is_removed(env, tmp_path):
     tmp, cfg = env
-    shutil.copytree(tmp/'emb', tmp_path/'emb')
     (tmp_path/'c.yaml').write_text(Path(cfg[1]).read_text().replace(str(tmp/'emb'), str(tmp_path/'emb')))
-    model_dir = next(p for p in (tmp_path/'emb').iterdir() if p.is_dir())
+    assert run('index', '--images', tmp/'gallery', '--index', tmp_path/'first', '--config', tmp_path/'c.yaml')[0] == 0
+    model_dir = next(p for p in (tmp_path/'emb').iterdir() if p.is_dir())   # its own cache: other tests touch the shared one
     half = model_dir/f'.embeddings.npy.{dead_pid()}-zz.tmp'
     half.write_bytes(b'x' * 1000)
     code, out, err = run('index', '--images', tmp/'gallery', '--index', tmp_path/'idx', '--config', tmp_path/'c.yaml')
