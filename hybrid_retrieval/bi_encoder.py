@@ -17,7 +17,7 @@ from .core import ModelLoadError, default_device, autocast_dtype, sha256_file, c
 from .data import ImageDataset, ImageLoadError, load_image, to_rgb
 
 # %% auto #0
-__all__ = ['log', 'load_open_clip', 'BiEncoder', 'save_open_clip', 'GalleryEmbeddings']
+__all__ = ['log', 'load_open_clip', 'BiEncoder', 'save_open_clip', 'prepare_image', 'GalleryEmbeddings']
 
 # %% ../nbs/02_bi_encoder.ipynb #b2074030
 log = logging.getLogger(__name__)
@@ -132,16 +132,18 @@ def encode_text(self:BiEncoder, texts:str|list[str])->np.ndarray:
     return torch.cat(out).numpy()
 
 # %% ../nbs/02_bi_encoder.ipynb #051be418
+def prepare_image(item:str|Path|Image.Image, preprocess,
+                  max_pixels:int|None=None # larger files are decoded reduced or skipped; None: `MAX_IMAGE_PIXELS`
+                 )->tuple[torch.Tensor|None, tuple[str,str]|None]:
+    "Decode and preprocess one image: (pixels, None), or (None, (path, reason)) when it cannot be loaded"
+    try: return preprocess(to_rgb(item) if isinstance(item, Image.Image) else load_image(item, max_pixels)), None
+    except ImageLoadError as e: return None, (e.path, e.reason)
+
 class _ImageItems(torch.utils.data.Dataset):
     "Decodes and preprocesses images, returning an error record instead of raising"
     def __init__(self, items, preprocess): self.items,self.preprocess = items,preprocess
     def __len__(self): return len(self.items)
-    def __getitem__(self, i):
-        item = self.items[i]
-        try:
-            img = to_rgb(item) if isinstance(item, Image.Image) else load_image(item)
-            return i, self.preprocess(img), None
-        except ImageLoadError as e: return i, None, (e.path, e.reason)
+    def __getitem__(self, i): return i, *prepare_image(self.items[i], self.preprocess)
 
 # %% ../nbs/02_bi_encoder.ipynb #c14d418a
 def _collate(batch):
@@ -161,6 +163,12 @@ def _check_images(images)->list:
 # %% ../nbs/02_bi_encoder.ipynb #441b223f
 @patch
 @torch.inference_mode()
+def encode_pixels(self:BiEncoder, pixels:torch.Tensor)->np.ndarray:
+    "Embed a batch of preprocessed images, (n, 3, H, W): an (n, dim) float32 array of unit vectors"
+    with _autocast(self.device): feats = self.model.encode_image(pixels.to(self.device, non_blocking=True))
+    return F.normalize(feats.float(), dim=-1).cpu().numpy()
+
+@patch
 def _encode_items(self:BiEncoder, items:list, desc:str='encoding images'):
     "Encode images; returns (positions encoded, (n, dim) embeddings, [(path, reason)] for failures)"
     nw = self.num_workers
@@ -172,9 +180,8 @@ def _encode_items(self:BiEncoder, items:list, desc:str='encoding images'):
     for pos,pixels,errors in tqdm(loader, desc=desc, disable=not self.show_progress or len(loader) < 2):
         failed += errors
         if pixels is None: continue
-        with _autocast(self.device): feats = self.model.encode_image(pixels.to(self.device, non_blocking=True))
-        out.append(F.normalize(feats.float(), dim=-1).cpu()); positions += pos
-    emb = torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
+        out.append(self.encode_pixels(pixels)); positions += pos
+    emb = np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
     return positions, emb, failed
 
 # %% ../nbs/02_bi_encoder.ipynb #c753ec5f

@@ -6,14 +6,16 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/cli.html.md"""
 
 # %% ../nbs/11_cli.ipynb #37599b9f
 from __future__ import annotations
-import os, re, sys, json, time, argparse, logging, warnings
+import os, re, sys, json, time, argparse, dataclasses, logging, warnings
 from dataclasses import fields
+from functools import partial
 from fastcore.docments import docments
 from pathlib import Path
 from .core import (HybridRetrievalError, atomic_write, check_positive_int, check_text, format_table,
-                                   set_threads)
+                                   set_threads, human_bytes)
 from .data import (ImageDataset, load_image, load_image_folder, load_flickr30k, load_captions_file,
                                    make_sample_dataset)
+from .bi_encoder import BiEncoder
 from .index import ImageIndex, INDEX_TYPES, build_index, load_gallery, missing_images, index_exists
 from .hybrid_search import SearchResponse, FUSIONS, explain_results
 from .config import (HybridConfig, load_config, validate, index_dir, embedding_cache_dir, load_bi_encoder,
@@ -23,6 +25,7 @@ from .evaluation import evaluate, report_table, save_report, report_files, _vari
 from . import toy   # importing it registers the 'toy' preset and data source
 from .toy_training import ToyTrainConfig, train_toy_models
 from .toy_demo import run_demo, demo_rows
+from .scale import index_with_ray, load_image_list
 
 # %% auto #0
 __all__ = ['cmd_index', 'cmd_search', 'cmd_verify', 'cmd_serve', 'cmd_eval', 'cmd_demo', 'cmd_toy_train', 'main']
@@ -57,24 +60,44 @@ def _format_flag(p:argparse.ArgumentParser, what:str):
 
 # %% ../nbs/11_cli.ipynb #dc5873c3
 def _add_gallery_args(p:argparse.ArgumentParser, verb:str, folder:bool):
-    "The flags that name a gallery: a folder (if `folder`), Flickr30k, a captions file, or the generated sample"
+    "The flags that name a gallery: a folder or a list (if `folder`), Flickr30k, a captions file, or the sample"
     src = p.add_mutually_exclusive_group()
-    if folder: src.add_argument('--images', help='a folder of images (searched recursively)')
+    if folder:
+        src.add_argument('--images', help='a folder of images (searched recursively)')
+        src.add_argument('--list', help="a CSV / TSV / Parquet list of image paths (an 'image' column)")
     src.add_argument('--flickr30k',
                      help="a Flickr30k folder (Kaggle's results.csv and/or Karpathy's dataset_flickr30k.json; "
                                          "the latter gives the standard splits)")
     src.add_argument('--captions', help='a CSV / JSONL file of (image, caption[, split]) rows')
     src.add_argument('--sample', help=f'generate the sample gallery in this folder and {verb} it')
-    p.add_argument('--images-dir', help='--captions: folder the image paths are relative to')
+    p.add_argument('--images-dir', help='--captions, --list: folder the image paths are relative to')
 
 # %% ../nbs/11_cli.ipynb #cd23252f
 def _index_parser(sub, common):
     ix = sub.add_parser('index', parents=[common], help='build (or extend) an index of a gallery')
     _add_gallery_args(ix, 'index', folder=True)
     ix.add_argument('--split', help="index only this split ('train', 'val', 'test')")
-    ix.add_argument('--type', choices=INDEX_TYPES, help='override index.type')
+    ix.add_argument('--type', choices=('auto',) + INDEX_TYPES,
+                    help="override index.type ('auto': from the gallery's size and the memory budget)")
+    ix.add_argument('--memory-budget-mb', type=int, help="what --type auto may put in memory (override "
+                                                         "index.memory_budget_mb; default: half this machine's memory)")
+    ix.add_argument('--on-disk', action='store_true', default=None,
+                    help='ivfflat / ivfpq with --engine ray: inverted lists on disk, memory-mapped (index.on_disk)')
     ix.add_argument('--extend', action='store_true',
                     help='add the new images to the existing index instead of rebuilding it')
+    _ray_flags(ix)
+
+def _ray_flags(p:argparse.ArgumentParser):
+    "Where `index --engine ray` runs and how it cuts the work"
+    g = p.add_argument_group('distributed embedding')
+    g.add_argument('--engine', choices=('process', 'ray'), default='process',
+                   help="'ray': embed with a Ray Data pipeline in resumable shards (the 'scale' extra)")
+    g.add_argument('--address', help="--engine ray: a Ray cluster's address ('auto' on one of its nodes, "
+                                     "'ray://HEAD:10001'); default: a local Ray on this machine")
+    g.add_argument('--shard-size', type=int, default=10_000,
+                   help='--engine ray: images per shard, the most a restarted run redoes (default 10000)')
+    g.add_argument('--actors', type=int, help='--engine ray: embedding actors (default: one per GPU, else one per CPU)')
+    g.add_argument('--gpus-per-actor', type=float, help='--engine ray: default 1 when the cluster has GPUs, else 0')
 
 # %% ../nbs/11_cli.ipynb #157b81b6
 def _search_flags(p:argparse.ArgumentParser):
@@ -178,7 +201,8 @@ def _parser()->argparse.ArgumentParser:
 # %% ../nbs/11_cli.ipynb #05d87745
 _OVERRIDES = {'clip_model': ('stage1', 'model'), 'pretrained': ('stage1', 'pretrained'), 'k1': ('stage1', 'k1'),
               'k2': ('stage2', 'k2'), 'cross_model': ('stage2', 'model'), 'fusion': ('fusion', 'method'),
-              'type': ('index', 'type'), 'threads': ('performance', 'threads'), 'max_pixels': ('data', 'max_pixels')}
+              'type': ('index', 'type'), 'threads': ('performance', 'threads'), 'max_pixels': ('data', 'max_pixels'),
+              'on_disk': ('index', 'on_disk'), 'memory_budget_mb': ('index', 'memory_budget_mb')}
 
 def _config(args)->HybridConfig:
     path = args.config or os.environ.get('HYBRID_RETRIEVAL_CONFIG')
@@ -195,6 +219,7 @@ def _config(args)->HybridConfig:
 def _gallery(args, config, sample_test_frac:float=0.25)->ImageDataset|None:
     "The gallery named by the flags, else by the configuration's `data` section, else None"
     if getattr(args, 'images', None): return load_image_folder(args.images)
+    if getattr(args, 'list', None): return load_image_list(args.list, args.images_dir)
     if args.flickr30k: return load_flickr30k(args.flickr30k)
     if args.captions: return load_captions_file(args.captions, args.images_dir)
     if args.sample: return make_sample_dataset(args.sample, test_frac=sample_test_frac)
@@ -217,28 +242,69 @@ def _index_to_extend(args, path:Path, dataset:ImageDataset)->ImageIndex|None:
     return index
 
 # %% ../nbs/11_cli.ipynb #3d6f8c00
-def cmd_index(args):
-    "`hybrid-retrieval index`: build or extend an index of a gallery"
-    config = _config(args)
+def _index_gallery(args, config:HybridConfig)->ImageDataset:
+    "The gallery `index` is asked to index, refused when empty"
     dataset = _gallery(args, config)
-    if dataset is None: raise HybridRetrievalError('no gallery to index: give --images, --flickr30k, --captions or '
-                                                   '--sample, or set hybrid_search.data')
+    if dataset is None: raise HybridRetrievalError('no gallery to index: give --images, --list, --flickr30k, '
+                                                   '--captions or --sample, or set hybrid_search.data')
     if args.split: dataset = dataset.split(args.split)
     if not len(dataset):
         _report_skipped(dataset.skipped)
         raise HybridRetrievalError(f"no images found in {dataset.root}" + (
             f"; every entry was skipped, e.g. {': '.join(dataset.skipped[0])}" if dataset.skipped else ''))
-    path = index_dir(config)
+    return dataset
+
+def _budget(config:HybridConfig)->int|None:
+    "index.memory_budget_mb in bytes"
+    return config.index.memory_budget_mb and config.index.memory_budget_mb << 20
+
+# %% ../nbs/11_cli.ipynb #47abccb4
+def _index_in_process(args, config:HybridConfig, dataset:ImageDataset, path:Path):
+    "Embed through the embedding cache in this process, extend or build the index, save it"
+    if config.index.on_disk: raise HybridRetrievalError('an on-disk index is merged from shards: add --engine ray '
+                                                        '(a local Ray on this machine unless --address is given)')
     previous = _index_to_extend(args, path, dataset)
-    bi = load_bi_encoder(config)
-    index, report = build_index(bi, dataset, index=previous, index_type=config.index.type,
-                                cache_dir=embedding_cache_dir(config))
-    _report_skipped(dataset.skipped + report.skipped)
-    if not len(index): raise HybridRetrievalError(f"none of the {len(dataset)} images could be loaded; nothing to "
-                                                  "index")
+    index, report = build_index(load_bi_encoder(config), dataset, index=previous, index_type=config.index.type,
+                                cache_dir=embedding_cache_dir(config), memory_budget=_budget(config))
+    if not len(index):
+        _report_skipped(dataset.skipped + report.skipped)
+        raise HybridRetrievalError(f"none of the {len(dataset)} images could be loaded; nothing to index")
     index.save(path, dataset.subset([i for i in dataset.image_ids if i in index]))
-    print(f"indexed {len(index)} images in {path} ({report.added} added, {report.encoded} encoded, "
-          f"{report.from_cache} from cache, {len(report.skipped) + len(dataset.skipped)} skipped)")
+    return index, report, f"{report.encoded} encoded, {report.from_cache} from cache"
+
+# %% ../nbs/11_cli.ipynb #82e7b69f
+def _config_encoder(config:HybridConfig, device:str|None=None)->BiEncoder:
+    "The configured bi-encoder, on `device` (a Ray actor passes none: its GPU when it has one)"
+    return load_bi_encoder(dataclasses.replace(config, device=device or config.device))
+
+def _index_on_ray(args, config:HybridConfig, dataset:ImageDataset, path:Path):
+    "Embed on Ray into the index folder's shards (keeping finished ones), build the index from them"
+    if args.extend: raise HybridRetrievalError('--engine ray keeps the shards an earlier run finished by itself: '
+                                               'drop --extend')
+    for flag in ('shard_size', 'actors'):
+        if getattr(args, flag) is not None: check_positive_int(getattr(args, flag), '--' + flag.replace('_', '-'))
+    if args.gpus_per_actor is not None and args.gpus_per_actor < 0:
+        raise ValueError(f"--gpus-per-actor must not be negative, got {args.gpus_per_actor}")
+    index, report = index_with_ray(partial(_config_encoder, config), dataset, path, config.index.type, _budget(config),
+                                   args.shard_size, args.address, config.performance.show_progress,
+                                   dict(actors=args.actors, gpus_per_actor=args.gpus_per_actor),
+                                   **({'on_disk': True} if config.index.on_disk else {}))
+    spilled = 'unknown' if report.spilled_bytes is None else human_bytes(report.spilled_bytes)
+    return index, report, (f"{report.encoded} embedded on Ray in {report.shards - report.reused} of {report.shards} "
+                           f"shards, {report.from_cache} from finished shards, {spilled} spilled")
+
+# %% ../nbs/11_cli.ipynb #255623a7
+def cmd_index(args):
+    "`hybrid-retrieval index`: build or extend an index of a gallery, in this process or on Ray"
+    if args.engine != 'ray' and args.address: raise HybridRetrievalError('--address needs --engine ray')
+    config = _config(args)
+    dataset, path = _index_gallery(args, config), index_dir(config)
+    build = _index_on_ray if args.engine == 'ray' else _index_in_process
+    index, report, how = build(args, config, dataset, path)
+    _report_skipped(dataset.skipped + report.skipped)
+    if report.choice: print(f"index type: {report.choice}")
+    print(f"indexed {len(index)} images in {path} ({report.added} added, {how}, "
+          f"{len(report.skipped) + len(dataset.skipped)} skipped)")
 
 # %% ../nbs/11_cli.ipynb #b96f376d
 def _filters(items:list[str])->dict|None:
@@ -390,7 +456,8 @@ def cmd_toy_train(args):
     print(f"wrote {dest}; use the models with --clip-model {dest/'clip'} --cross-model {dest/'cross_encoder'}")
 
 # %% ../nbs/11_cli.ipynb #e37de1fd
-_USER_ERRORS = (HybridRetrievalError, ValueError, TypeError, KeyError, FileNotFoundError, PermissionError, OSError)
+_USER_ERRORS = (HybridRetrievalError, ValueError, TypeError, KeyError, FileNotFoundError, PermissionError, OSError,
+                ImportError)   # a missing extra: its message says what to install
 _COMMANDS = {'index': cmd_index, 'search': cmd_search, 'verify': cmd_verify, 'serve': cmd_serve, 'eval': cmd_eval,
              'demo': cmd_demo, 'toy-train': cmd_toy_train}
 

@@ -16,7 +16,7 @@ from . import data as data_module
 from .data import (ImageDataset, load_image_folder, load_flickr30k, load_captions_file,
                                    make_sample_dataset)
 from .bi_encoder import BiEncoder
-from .index import (ImageIndex, IndexLoadError, INDEX_TYPES, load_gallery, index_exists,
+from .index import (ImageIndex, IndexLoadError, INDEX_TYPES, IVF_TYPES, load_gallery, index_exists,
                                     check_index_model)
 from .cross_encoder import CrossEncoder, BACKENDS, SCORE_KINDS
 from .hybrid_search import HybridSearchEngine, SearchConfig, FUSIONS, check_k
@@ -87,7 +87,9 @@ class PerformanceConfig:
 class IndexConfig:
     "Where the index lives and its type"
     path:str|None=None                # index folder; null: <cache dir>/index
-    type:str='flat'                   # 'flat', 'hnsw', 'ivfpq'
+    type:str='auto'                   # 'auto' (from the size and memory_budget_mb), 'flat', 'hnsw', 'ivfflat', 'ivfpq'
+    on_disk:bool=False                # IVF types built by `index --engine ray`: inverted lists on disk, memory-mapped
+    memory_budget_mb:int|None=None    # what 'auto' may put in memory; null: half this machine's memory
     embedding_cache:str|None=None     # CLIP embedding cache folder; null: <cache dir>/embeddings
 
 # %% ../nbs/06_config.ipynb #bf65a73b
@@ -181,13 +183,13 @@ def _allowed(where, value, allowed):
 
 # %% ../nbs/06_config.ipynb #5ce815ca
 _COUNTS = ('stage1.k1', 'stage2.k2', 'stage1.batch_size', 'stage2.batch_size', 'fusion.rrf_k', 'performance.cache_size',
-           'performance.threads', 'data.max_pixels')
+           'performance.threads', 'data.max_pixels', 'index.memory_budget_mb')
 
 def _check_counts(config:HybridConfig, w:str):
     for key in _COUNTS:
         section, name = key.split('.')
         value = getattr(getattr(config, section), name)
-        if value is None and name in ('threads', 'max_pixels'): continue
+        if value is None and name in ('threads', 'max_pixels', 'memory_budget_mb'): continue
         try: check_positive_int(value, f'{w}.{key}')
         except ValueError as e: raise ConfigError(str(e)) from None
 
@@ -199,7 +201,7 @@ def check_values(config:HybridConfig)->HybridConfig:
     _allowed(f'{w}.stage2.backend', config.stage2.backend, BACKENDS)
     _allowed(f'{w}.stage2.score', config.stage2.score, dict.fromkeys(k for ks in SCORE_KINDS.values() for k in ks))
     _allowed(f'{w}.fusion.method', config.fusion.method, FUSIONS)
-    _allowed(f'{w}.index.type', config.index.type, INDEX_TYPES)
+    _allowed(f'{w}.index.type', config.index.type, ('auto',) + INDEX_TYPES)
     _allowed(f'{w}.data.source', config.data.source, DATA_SOURCES)
     _allowed(f'{w}.device', config.device and config.device.split(':')[0], ('cuda', 'cpu'))
     for where,v in ((f'{w}.fusion.alpha', config.fusion.alpha), (f'{w}.mmr.lambda', config.mmr.lambda_)):
@@ -216,6 +218,8 @@ def validate(config:HybridConfig)->HybridConfig:
     except ValueError as e: raise ConfigError(str(e)) from None
     if config.fusion.method == 'sum' and config.stage2.backend == 'blip2-generative':
         raise ConfigError(f"{w}.fusion.method 'sum' needs an ITM cross-encoder, not backend 'blip2-generative'")
+    if config.index.on_disk and config.index.type not in ('auto',) + IVF_TYPES:
+        raise ConfigError(f"{w}.index.on_disk needs an IVF index type {IVF_TYPES}, not {config.index.type!r}")
     if config.data.source is not None and config.data.path is None:
         raise ConfigError(f"{w}.data.path is required with data.source {config.data.source!r}")
     return config

@@ -6,7 +6,7 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #ae3e103b
 from __future__ import annotations
-import os, re, json, reprlib, time, codecs, shutil, hashlib, logging, numbers, tempfile, contextlib
+import os, re, sys, json, reprlib, time, codecs, shutil, hashlib, logging, numbers, tempfile, contextlib
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # before torch loads OpenMP: idle threads sleep (see Threads)
 from pathlib import Path
 import torch
@@ -14,8 +14,8 @@ import torch
 # %% auto #0
 __all__ = ['log', 'HybridRetrievalError', 'ModelLoadError', 'check_text', 'check_positive_int', 'short', 'read_text',
            'text_lines', 'read_json', 'default_device', 'autocast_dtype', 'Timer', 'clean_leftovers', 'atomic_write',
-           'atomic_dir', 'sha256_file', 'sha256_str', 'model_dir', 'file_stamp', 'unit_scale_', 'usable_cores',
-           'set_threads', 'Table', 'format_table']
+           'atomic_dir', 'sha256_file', 'sha256_str', 'human_bytes', 'quiet_stdout', 'model_dir', 'file_stamp',
+           'unit_scale_', 'usable_cores', 'set_threads', 'Table', 'format_table']
 
 # %% ../nbs/00_core.ipynb #da2437d2
 class HybridRetrievalError(Exception):
@@ -207,6 +207,26 @@ def sha256_file(path:str|Path, chunk:int=1<<20)->str:
 def sha256_str(s:str)->str:
     "Hex SHA-256 digest of the UTF-8 string `s`"
     return hashlib.sha256(s.encode()).hexdigest()
+
+# %% ../nbs/00_core.ipynb #05ab187b
+def human_bytes(n:int|float)->str:
+    "A byte count as people read it: '512 B', '1.5 MiB', '2.0 GiB'"
+    for unit in ('B', 'KiB', 'MiB'):
+        if n < 1024: return f'{n:.0f} {unit}' if unit == 'B' else f'{n:.1f} {unit}'
+        n /= 1024
+    return f'{n:.1f} GiB'
+
+# %% ../nbs/00_core.ipynb #09b1b426
+@contextlib.contextmanager
+def quiet_stdout():
+    "Send what is written to file descriptor 1 (C and C++ code included) to /dev/null while the block runs"
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, 'wb') as null: os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1); os.close(saved)
 
 # %% ../nbs/00_core.ipynb #42d2f6c3
 def model_dir(root:str|Path, model_id:str)->Path:

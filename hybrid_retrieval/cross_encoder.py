@@ -17,7 +17,7 @@ from fastcore.basics import patch
 from transformers import (AutoConfig, AutoProcessor, BlipForImageTextRetrieval, Blip2ForImageTextRetrieval,
                           Blip2ForConditionalGeneration)
 from .core import (HybridRetrievalError, ModelLoadError, default_device, autocast_dtype, atomic_write,
-                                   sha256_str, check_text, model_dir, file_stamp)
+                                   sha256_str, check_text, model_dir, file_stamp, human_bytes)
 from .data import ImageDataset, ImageLoadError, load_image, to_rgb
 
 # %% auto #0
@@ -99,13 +99,6 @@ def image_key(image:str|Path|Image.Image)->str:
     except OSError: raise ImageLoadError(Path(image).expanduser(), 'file not found') from None
     return f'{path}|{size}|{mtime_ns}'
 
-# %% ../nbs/04_cross_encoder.ipynb #a26488a9
-def _human(n:int)->str:
-    for unit in ('B', 'KiB', 'MiB'):
-        if n < 1024: return f'{n:.0f} {unit}' if unit == 'B' else f'{n:.1f} {unit}'
-        n /= 1024
-    return f'{n:.1f} GiB'
-
 # %% ../nbs/04_cross_encoder.ipynb #d269ec83
 class FeatureStore:
     "Vision features per image: an LRU in memory bounded in bytes, optionally persisted on disk as float16 safetensors"
@@ -131,7 +124,7 @@ class FeatureStore:
 
     def __len__(self): return len(self._mem)
     def __repr__(self):
-        return (f"FeatureStore({len(self)} in memory, {_human(self.nbytes)} of {_human(self.max_bytes)}, "
+        return (f"FeatureStore({len(self)} in memory, {human_bytes(self.nbytes)} of {human_bytes(self.max_bytes)}, "
                 f"hits={self.hits}, misses={self.misses}" + (f", disk={self.disk_dir}" if self.disk_dir else '') + ')')
 
 # %% ../nbs/04_cross_encoder.ipynb #d041d67a

@@ -16,7 +16,7 @@ from .core import HybridRetrievalError, atomic_write, read_json, text_lines, sho
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_MAX_PIXELS', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'SHAPES', 'SAMPLE_COLOURS', 'ImageLoadError',
-           'to_rgb', 'load_image', 'decode_image', 'safe_path', 'ImageDataset', 'load_captions_file',
+           'to_rgb', 'load_image', 'decode_image', 'safe_path', 'ImageDataset', 'load_rows_file', 'load_captions_file',
            'save_captions_file', 'load_image_folder', 'read_flickr30k_csv', 'read_karpathy_split', 'find_flickr30k_dir',
            'load_flickr30k', 'draw_shape', 'make_sample_dataset']
 
@@ -244,13 +244,14 @@ def _csv_lines(path:Path, skipped:list):
         yield line if why is None else '\n'
 
 # %% ../nbs/01_data.ipynb #ca3c3ef3
-def _csv_rows(path:Path, root:Path, rows:dict, skipped:list):
-    "Read a CSV / TSV captions file into `rows`, recording each row it cannot use in `skipped`"
+def _csv_rows(path:Path, root:Path, rows:dict, skipped:list, required=('image', 'caption')):
+    "Read a CSV / TSV file of images (and captions) into `rows`, recording each row it cannot use in `skipped`"
     reader = csv.DictReader(_csv_lines(path, skipped), delimiter='\t' if path.suffix.lower() == '.tsv' else ',')
     try: cols = [c.strip() for c in reader.fieldnames or []]
     except csv.Error as e: raise ValueError(f"{path}:1: not a readable CSV header ({e})") from None
-    if 'image' not in cols or 'caption' not in cols:
-        raise ValueError(f"{path}:1: the header must name the 'image' and 'caption' columns; found {short(cols)}")
+    if not set(required) <= set(cols):
+        need = ' and '.join(map(repr, required)) + (' columns' if len(required) > 1 else ' column')
+        raise ValueError(f"{path}:1: the header must name the {need}; found {short(cols)}")
     reader.fieldnames = cols
     try:
         for rec in reader:
@@ -262,19 +263,26 @@ def _csv_rows(path:Path, root:Path, rows:dict, skipped:list):
     except csv.Error as e: raise ValueError(f"{path}:{reader.line_num}: {e}") from None
 
 # %% ../nbs/01_data.ipynb #7b9eaed5
+def load_rows_file(path:str|Path, images_dir:str|Path|None, name:str|None, readers:dict, what:str)->ImageDataset:
+    "A gallery from a file of image rows, read by `readers[suffix](path, root, rows, skipped)`; `what` names the file"
+    path = Path(path).expanduser()
+    if not path.is_file(): raise FileNotFoundError(f"{what} not found: {path}")
+    root = Path(images_dir).expanduser() if images_dir is not None else path.parent
+    if not root.is_dir(): raise FileNotFoundError(f"images folder not found: {root}")
+    read = readers.get(path.suffix.lower())
+    if read is None:
+        *first, last = readers
+        raise ValueError(f"unsupported {what} {path.name}: expected {', '.join(first)} or {last}")
+    rows, skipped = {}, []
+    read(path, root, rows, skipped)
+    return _dataset_from_rows(rows, root, name or path.stem, skipped)
+
 def load_captions_file(path:str|Path,           # .csv / .tsv (header with `image`, `caption`[, `split`]) or .jsonl
                        images_dir:str|Path|None=None, # folder image paths are relative to; default: the file's folder
                        name:str|None=None)->ImageDataset: # dataset name; default: the file name
     "Load a gallery from a CSV or JSONL file of (image, caption[, split]) rows"
-    path = Path(path).expanduser()
-    if not path.is_file(): raise FileNotFoundError(f"captions file not found: {path}")
-    root = Path(images_dir).expanduser() if images_dir is not None else path.parent
-    if not root.is_dir(): raise FileNotFoundError(f"images folder not found: {root}")
-    read = {'.jsonl': _jsonl_rows, '.csv': _csv_rows, '.tsv': _csv_rows}.get(path.suffix.lower())
-    if read is None: raise ValueError(f"unsupported captions file {path.name}: expected .csv, .tsv or .jsonl")
-    rows, skipped = {}, []
-    read(path, root, rows, skipped)
-    return _dataset_from_rows(rows, root, name or path.stem, skipped)
+    return load_rows_file(path, images_dir, name, {'.csv': _csv_rows, '.tsv': _csv_rows, '.jsonl': _jsonl_rows},
+                          'captions file')
 
 # %% ../nbs/01_data.ipynb #fed1cc46
 def save_captions_file(dataset:ImageDataset, path:str|Path)->Path:

@@ -1,4 +1,4 @@
-"""Stage 1's search: a FAISS index (flat, HNSW, IVF-PQ; GPU when there is one), saved without pickle; embedding cache
+"""Stage 1's search: FAISS indexes (flat, HNSW, IVF; in memory, on GPU or on disk) saved without pickle; their choice
 
 Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/index.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/index.html.md"""
 
 # %% ../nbs/03_index.ipynb #90d1b6a1
 from __future__ import annotations
-import json, math, logging, warnings
+import os, json, math, logging, warnings
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,13 +14,16 @@ from pathlib import Path
 import numpy as np, faiss
 from fastcore.basics import patch
 from .core import (HybridRetrievalError, atomic_write, atomic_dir, clean_leftovers, sha256_file, sha256_str,
-                                   model_dir, file_stamp, read_json, short)
+                                   model_dir, file_stamp, read_json, short, human_bytes,
+                                   quiet_stdout)
 from .data import ImageDataset, save_captions_file, load_captions_file
 from .bi_encoder import BiEncoder
 
 # %% auto #0
-__all__ = ['log', 'INDEX_TYPES', 'INDEX_FORMAT_VERSION', 'IndexLoadError', 'ImageIndex', 'load_gallery', 'index_exists',
-           'EmbeddingCache', 'IndexReport', 'check_index_model', 'build_index', 'missing_images']
+__all__ = ['log', 'INDEX_TYPES', 'IVF_TYPES', 'INDEX_FORMAT_VERSION', 'FLAT_MAX', 'REFINE', 'IndexLoadError', 'ImageIndex',
+           'load_gallery', 'index_exists', 'write_embeddings', 'read_embeddings', 'EmbeddingCache', 'ShardRows',
+           'default_memory_budget', 'IndexChoice', 'choose_index', 'IndexReport', 'check_index_model', 'build_index',
+           'missing_images']
 
 # %% ../nbs/03_index.ipynb #0bf024b0
 log = logging.getLogger(__name__)
@@ -29,13 +32,22 @@ log = logging.getLogger(__name__)
 class IndexLoadError(HybridRetrievalError):
     "A saved index is missing, damaged, or does not fit the model it is used with"
 
-INDEX_TYPES = ('flat', 'hnsw', 'ivfpq')
+INDEX_TYPES = ('flat', 'hnsw', 'ivfflat', 'ivfpq')
+IVF_TYPES = ('ivfflat', 'ivfpq')        # trained, with inverted lists (which may live on disk)
 INDEX_FORMAT_VERSION = 2
 
 # %% ../nbs/03_index.ipynb #0c93f155
+def _ivf_nlist(n:int, nlist:int|None=None)->int:
+    "Inverted lists for `n` training vectors: ~4 sqrt(n), at least 39 training points per list"
+    return nlist or max(1, min(4*int(math.sqrt(n)), n//39))
+
+def _ivf_nprobe(nlist:int)->int:
+    "Lists scanned per query by default: 1/16 of them, between 16 and 64 (see benchmarks/index_scale.py)"
+    return min(nlist, max(16, min(64, nlist//16)))
+
 def _ivfpq_params(n, dim, nlist=None, pq_m=None):
     "Sensible IVF-PQ sizes for `n` training vectors of `dim`: (nlist, m, nbits)"
-    nlist = nlist or max(1, min(4*int(math.sqrt(n)), n//39))
+    nlist = _ivf_nlist(n, nlist)
     if pq_m is None: pq_m = next(m for m in (64, 48, 32, 16, 8, 4, 2, 1) if dim % m == 0 and m <= dim//2 or m == 1)
     if dim % pq_m: raise ValueError(f"pq_m ({pq_m}) must divide the embedding dimension ({dim})")
     nbits = max(1, min(8, int(math.log2(max(2, n/39)))))  # faiss wants >= 39 training points per centroid
@@ -48,34 +60,58 @@ def _new_faiss_index(index_type, dim, n_train, params):
         index = faiss.IndexHNSWFlat(dim, params.get('hnsw_m', 32), faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = params.get('ef_search', 128)
         return index
-    if n_train < 40: raise ValueError(f"an ivfpq index is trained on the first vectors added and needs at least 40, "
-                                      f"got {n_train}; use index_type='flat' for small galleries")
+    if n_train < 40: raise ValueError(f"an {index_type} index is trained on the first vectors added and needs at least "
+                                      f"40, got {n_train}; use index_type='flat' for small galleries")
+    if index_type == 'ivfflat':
+        params['nlist'] = _ivf_nlist(n_train, params.get('nlist'))
+        return faiss.index_factory(dim, f"IVF{params['nlist']},Flat", faiss.METRIC_INNER_PRODUCT)
     nlist, m, nbits = _ivfpq_params(n_train, dim, params.get('nlist'), params.get('pq_m'))
     params.update(nlist=nlist, pq_m=m, nbits=nbits)
-    index = faiss.index_factory(dim, f'IVF{nlist},PQ{m}x{nbits}', faiss.METRIC_INNER_PRODUCT)
-    return index
+    # 'np': no polysemous training (codes ordered for Hamming filtering, which search never uses; 30x the training)
+    return faiss.index_factory(dim, f'IVF{nlist},PQ{m}x{nbits}np', faiss.METRIC_INNER_PRODUCT)
 
 # %% ../nbs/03_index.ipynb #59c2e185
 class ImageIndex:
     "A FAISS inner-product index over image embeddings, addressed by image id"
     def __init__(self,
                  dim:int,                   # embedding dimension
-                 index_type:str='flat',     # 'flat', 'hnsw' or 'ivfpq'
+                 index_type:str='flat',     # 'flat', 'hnsw', 'ivfflat' or 'ivfpq'
                  model_id:str|None=None,    # the bi-encoder that produced the vectors
                  use_gpu:bool|None=None,    # search on GPU; None: when faiss sees a GPU and the type supports it
-                 **params):                 # hnsw_m, ef_search, nlist, pq_m, nprobe
+                 **params):                 # hnsw_m, ef_search, nlist, pq_m, nprobe, on_disk, refine
         if index_type not in INDEX_TYPES: raise ValueError(f"index_type must be one of {INDEX_TYPES}, got "
                                                            f"{index_type!r}")
         if dim < 1: raise ValueError(f"dim must be positive, got {dim}")
         self.dim,self.index_type,self.model_id,self.params = dim,index_type,model_id,dict(params)
-        self.use_gpu = (faiss.get_num_gpus() > 0 and index_type != 'hnsw') if use_gpu is None else use_gpu
+        gpu_ok = index_type != 'hnsw' and not self.on_disk
+        self.use_gpu = (faiss.get_num_gpus() > 0 and gpu_ok) if use_gpu is None else use_gpu and gpu_ok
         self.ids,self._pos,self.version = [],{},0
-        self._index,self._gpu_index = None,None
+        self._index,self._gpu_index,self._exact = None,None,None   # _exact: `ShardRows`, for refine
 
+    @property
+    def on_disk(self)->bool: return bool(self.params.get('on_disk'))
+    @property
+    def _pos(self)->dict:
+        "Each id's position, built when first needed: a search needs none, and a million ids take ~100 MB"
+        if self._pos_map is None: self._pos_map = {i: n for n,i in enumerate(self.ids)}
+        return self._pos_map
+    @_pos.setter
+    def _pos(self, value:dict|None): self._pos_map = value
     def __len__(self): return len(self.ids)
     def __contains__(self, image_id): return image_id in self._pos
     def __repr__(self):
-        return f"ImageIndex({self.index_type}, {len(self)} images, dim={self.dim}, model={self.model_id!r})"
+        where = ', on disk' if self.on_disk else ''
+        return f"ImageIndex({self.index_type}{where}, {len(self)} images, dim={self.dim}, model={self.model_id!r})"
+
+def _unrefine(index:ImageIndex):
+    "Stop re-scoring from shards: a changed index no longer matches them, position for position"
+    index._exact = None; index.params.pop('refine', None)
+
+def _in_memory(index:ImageIndex, action:str):
+    "Refuse to change an index whose inverted lists are memory-mapped from disk"
+    if index.on_disk: raise ValueError(f"cannot {action} an on-disk index (its inverted lists are memory-mapped and "
+                                       "read-only): rebuild it with `hybrid-retrieval index`, which reuses the "
+                                       "embeddings already computed")
 
 # %% ../nbs/03_index.ipynb #bbfae72c
 def _as_matrix(x, dim, what='embeddings'):
@@ -88,8 +124,20 @@ def _as_matrix(x, dim, what='embeddings'):
 
 # %% ../nbs/03_index.ipynb #421d30f1
 @patch
+def train(self:ImageIndex, sample:np.ndarray):
+    "Create the FAISS index, training it on `sample` (IVF types learn their lists and codes from it)"
+    if self._index is not None: raise ValueError('the index is already trained')
+    sample = _as_matrix(sample, self.dim, 'training vectors')
+    self._index = _new_faiss_index(self.index_type, self.dim, len(sample), self.params)
+    if not self._index.is_trained: self._index.train(sample)
+    if self.index_type in IVF_TYPES:
+        self._index.nprobe = self.params.setdefault('nprobe', _ivf_nprobe(self.params['nlist']))
+    return self
+
+@patch
 def add(self:ImageIndex, image_ids:list[str], embeddings:np.ndarray):
     "Add `embeddings` (one row per id in `image_ids`) to the index"
+    _in_memory(self, 'add images to')
     image_ids = list(image_ids)
     emb = _as_matrix(embeddings, self.dim)
     if len(image_ids) != len(emb): raise ValueError(f"{len(image_ids)} image ids but {len(emb)} embeddings")
@@ -98,11 +146,8 @@ def add(self:ImageIndex, image_ids:list[str], embeddings:np.ndarray):
     if dup:
         why = 'is already in the index' if dup[0] in self._pos else 'appears twice'
         raise ValueError(f"image id {dup[0]!r} {why}")
-    if self._index is None:
-        self._index = _new_faiss_index(self.index_type, self.dim, len(emb), self.params)
-        if not self._index.is_trained: self._index.train(emb)
-        if self.index_type == 'ivfpq':
-            self._index.nprobe = self.params.setdefault('nprobe', min(16, self.params['nlist']))
+    if self._index is None: self.train(emb)
+    _unrefine(self)
     self._index.add(emb)
     for image_id in image_ids: self._pos[image_id] = len(self.ids); self.ids.append(image_id)
     self._gpu_index,self.version = None,self.version + 1
@@ -127,22 +172,37 @@ def search(self:ImageIndex, queries:np.ndarray, k:int=10)->tuple[list[list[str]]
     if k < 1: raise ValueError(f"k must be at least 1, got {k}")
     if not len(self): raise ValueError('the index is empty: add images before searching')
     q = _as_matrix(queries, self.dim, 'queries')
-    scores, pos = self._searcher().search(q, min(k, len(self)))
+    wide = max(k, self.params.get('refine') or 0) if self._exact is not None else k
+    scores, pos = self._searcher().search(q, min(wide, len(self)))
+    if self._exact is not None: scores, pos = self._rescore(q, scores, pos, min(k, len(self)))
     ids_out, scores_out = [], []
     for row_s,row_p in zip(scores, pos):
         keep = row_p >= 0
         ids_out.append([self.ids[p] for p in row_p[keep]]); scores_out.append(row_s[keep])
     return ids_out, scores_out
 
+# %% ../nbs/03_index.ipynb #8bf49da0
+@patch
+def _rescore(self:ImageIndex, q:np.ndarray, scores:np.ndarray, pos:np.ndarray, k:int)->tuple[np.ndarray,np.ndarray]:
+    "Re-score each query's candidates with their exact vectors; keep the best `k`"
+    out_s, out_p = np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
+    for n,(row_q,row_p) in enumerate(zip(q, pos)):
+        cand = row_p[row_p >= 0]
+        exact = self._exact(cand) @ row_q
+        best = np.argsort(-exact, kind='stable')[:k]
+        out_s[n,:len(best)], out_p[n,:len(best)] = exact[best], cand[best]
+    return out_s, out_p
+
 # %% ../nbs/03_index.ipynb #3ff27e32
 @patch
 def vectors(self:ImageIndex, image_ids:list[str])->np.ndarray:
     "The stored embeddings of `image_ids`, (n, dim) float32"
-    if self.index_type == 'ivfpq' and not getattr(self, '_direct_map', False):
-        faiss.extract_index_ivf(self._index).make_direct_map(); self._direct_map = True
     missing = [i for i in image_ids if i not in self._pos]
     if missing: raise KeyError(f"image id {missing[0]!r} is not in the index")
     if not image_ids: return np.zeros((0, self.dim), np.float32)
+    if self._exact is not None: return self._exact(np.array([self._pos[i] for i in image_ids]))
+    if self.index_type in IVF_TYPES and not getattr(self, '_direct_map', False):
+        faiss.extract_index_ivf(self._index).make_direct_map(); self._direct_map = True
     return np.stack([self._index.reconstruct(self._pos[i]) for i in image_ids])
 
 # %% ../nbs/03_index.ipynb #d7b2ada2
@@ -151,20 +211,27 @@ def _manifest_checksum(m:dict)->str:
     return sha256_str(json.dumps({k: v for k,v in m.items() if k != 'checksum'}, sort_keys=True))
 
 @patch
+def write_manifest(self:ImageIndex, folder:Path, dataset:ImageDataset|None=None, shards:list[dict]|None=None):
+    "Write the gallery (if given) and the manifest into `folder`, which already holds the FAISS files (and `shards`)"
+    if dataset is not None:
+        save_captions_file(dataset, folder/'gallery.jsonl')
+        (folder/'gallery.json').write_text(json.dumps(dict(root=str(dataset.root.resolve()), name=dataset.name)))
+    manifest = dict(format_version=INDEX_FORMAT_VERSION, model_id=self.model_id, dim=self.dim, count=len(self),
+                    index_type=self.index_type, params=self.params, ids=self.ids,
+                    files={f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.is_file()})
+    if shards: manifest['shards'] = shards     # name, count, bytes, manifest_sha256: the exact vectors of refine
+    manifest['checksum'] = _manifest_checksum(manifest)
+    (folder/'manifest.json').write_text(json.dumps(manifest))
+
+@patch
 def save(self:ImageIndex, path:str|Path, dataset:ImageDataset|None=None)->Path:
     "Save the index (and the gallery it indexes, if given) to the folder `path`, replacing it atomically"
     if self._index is None: raise ValueError('the index is empty: nothing to save')
+    _in_memory(self, 'save')
     path = Path(path).expanduser()
     with atomic_dir(path) as tmp:
-        if dataset is not None:
-            save_captions_file(dataset, tmp/'gallery.jsonl')
-            (tmp/'gallery.json').write_text(json.dumps(dict(root=str(dataset.root.resolve()), name=dataset.name)))
         faiss.write_index(self._index, str(tmp/'index.faiss'))
-        manifest = dict(format_version=INDEX_FORMAT_VERSION, model_id=self.model_id, dim=self.dim, count=len(self),
-                        index_type=self.index_type, params=self.params, ids=self.ids,
-                        files={f.name: sha256_file(f) for f in sorted(tmp.iterdir())})
-        manifest['checksum'] = _manifest_checksum(manifest)
-        (tmp/'manifest.json').write_text(json.dumps(manifest))
+        self.write_manifest(tmp, dataset)
     return path
 
 # %% ../nbs/03_index.ipynb #a1130db8
@@ -222,6 +289,19 @@ def _verify_file(path:Path, name:str, m:dict)->Path:
     return f
 
 # %% ../nbs/03_index.ipynb #05b3747e
+def _read_faiss(path:Path, m:dict):
+    "The FAISS index of a checked folder; inverted lists on disk are memory-mapped from `index.ivfdata`"
+    fpath = _verify_file(path, 'index.faiss', m)
+    on_disk = bool(m['params'].get('on_disk'))
+    if on_disk: _verify_file(path, 'index.ivfdata', m)
+    try:
+        with quiet_stdout(): index = faiss.read_index(str(fpath), faiss.IO_FLAG_ONDISK_SAME_DIR if on_disk else 0)
+    except RuntimeError as e: raise IndexLoadError(f"faiss could not read {fpath}: {e}") from None
+    if index.d != m['dim'] or index.ntotal != m['count'] or len(m['ids']) != m['count']:
+        raise IndexLoadError(f"{path} is inconsistent: manifest says {m['count']} vectors of dim {m['dim']}, "
+                             f"index.faiss holds {index.ntotal} of dim {index.d}")
+    return index
+
 @patch(cls_method=True)
 def load(cls:ImageIndex, path:str|Path,
          model_id:str|None=None, # the bi-encoder's `model_id`: refuse an index built by another model
@@ -230,12 +310,7 @@ def load(cls:ImageIndex, path:str|Path,
     "Load an index saved with `ImageIndex.save`, verifying its checksums and model"
     path = Path(path).expanduser()
     m = _read_manifest(path)
-    fpath = _verify_file(path, 'index.faiss', m)
-    try: index = faiss.read_index(str(fpath))
-    except RuntimeError as e: raise IndexLoadError(f"faiss could not read {fpath}: {e}") from None
-    if index.d != m['dim'] or index.ntotal != m['count'] or len(m['ids']) != m['count']:
-        raise IndexLoadError(f"{path} is inconsistent: manifest says {m['count']} vectors of dim {m['dim']}, "
-                             f"index.faiss holds {index.ntotal} of dim {index.d}")
+    index = _read_faiss(path, m)
     if dim is not None and dim != m['dim']:
         raise IndexLoadError(f"{path} holds {m['dim']}-dimensional embeddings (model {m.get('model_id')!r}) but the "
                              f"queries are {dim}-dimensional; rebuild the index with this model")
@@ -244,7 +319,8 @@ def load(cls:ImageIndex, path:str|Path,
                              "rebuild the index with this model")
     self = cls(m['dim'], m['index_type'], m.get('model_id'), use_gpu, **m['params'])
     self._index,self.ids = index,list(m['ids'])
-    self._pos = {i: n for n,i in enumerate(self.ids)}
+    self._pos = None                                 # built on first use
+    if m.get('shards') is not None: self._exact = ShardRows(path, _verify_shards(path, m), m['dim'])
     return self
 
 # %% ../nbs/03_index.ipynb #706208ab
@@ -269,25 +345,39 @@ def index_exists(path:str|Path)->bool:
     clean_leftovers(path)
     return (path/'manifest.json').is_file()
 
+# %% ../nbs/03_index.ipynb #1d2c2bb9
+def write_embeddings(folder:Path, manifest:dict, emb:np.ndarray):
+    "Write `emb` (one row per id in `manifest['ids']`) and `manifest` into `folder`, each file atomically"
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_write(folder/'embeddings.npy') as f: np.save(f, np.asarray(emb, np.float32), allow_pickle=False)
+    with atomic_write(folder/'manifest.json', 'w') as f: json.dump(manifest, f)
+
+def read_embeddings(folder:Path, model_id:str, mmap:bool=False)->tuple[dict,np.ndarray]:
+    "The manifest and (n, dim) embeddings `write_embeddings` left in `folder` for `model_id`; ValueError if damaged"
+    for name in ('embeddings.npy', 'manifest.json'): clean_leftovers(folder/name)   # a killed run's halves
+    man = read_json(folder/'manifest.json')
+    if not isinstance(man, dict) or not isinstance(man.get('ids'), list):
+        raise ValueError(f"{folder/'manifest.json'} must be an object with a list of ids, got {short(man)}")
+    if man.get('model_id') != model_id:
+        raise ValueError(f"{folder} holds embeddings of model {short(man.get('model_id'))}, not {model_id!r}")
+    emb = np.load(folder/'embeddings.npy', allow_pickle=False, mmap_mode='r' if mmap else None)
+    if emb.ndim != 2 or len(emb) != len(man['ids']):
+        raise ValueError(f"{folder}: {len(man['ids'])} ids but embeddings of shape {emb.shape}")
+    return man, emb
+
 # %% ../nbs/03_index.ipynb #cd71aac4
 class EmbeddingCache:
     "On-disk cache of image embeddings for one model, keyed by image id and file stamp"
     def __init__(self, cache_dir:str|Path, model_id:str):
         self.model_id,self.dir = model_id,model_dir(cache_dir, model_id)
         self.ids,self.stamps,self.emb = [],[],None
-        for name in ('embeddings.npy', 'manifest.json'): clean_leftovers(self.dir/name)   # a killed run's halves
-        m = self.dir/'manifest.json'
-        if m.is_file():
-            try:
-                man = read_json(m)
-                if man.get('model_id') == model_id:
-                    self.emb = np.load(self.dir/'embeddings.npy', allow_pickle=False)
-                    self.ids,self.stamps = man['ids'],[tuple(s) for s in man['stamps']]
-                    if len(self.emb) != len(self.ids):
-                        raise ValueError(f'{len(self.ids)} ids but {len(self.emb)} embeddings')
-            except (OSError, ValueError, KeyError) as e:
-                log.warning("ignoring the damaged embedding cache in %s (%s); it will be rebuilt", self.dir, e)
-                self.ids,self.stamps,self.emb = [],[],None
+        try:
+            man, self.emb = read_embeddings(self.dir, model_id)
+            self.ids,self.stamps = man['ids'],[tuple(s) for s in man['stamps']]
+        except FileNotFoundError: pass                                      # nothing cached yet
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("ignoring the damaged embedding cache in %s (%s); it will be rebuilt", self.dir, e)
+            self.ids,self.stamps,self.emb = [],[],None
         self._pos = {i: n for n,i in enumerate(self.ids)}
 
     def __len__(self): return len(self.ids)
@@ -317,9 +407,98 @@ def put(self:EmbeddingCache, dataset:ImageDataset, image_ids:list[str], embeddin
         else: self._pos[i] = len(self.ids); self.ids.append(i); self.stamps.append(stamp); rows.append(e)
     self.emb = np.stack(rows).astype(np.float32) if rows else None
     if self.emb is None: return
-    with atomic_write(self.dir/'embeddings.npy') as f: np.save(f, self.emb, allow_pickle=False)
-    with atomic_write(self.dir/'manifest.json', 'w') as f:
-        json.dump(dict(model_id=self.model_id, ids=self.ids, stamps=self.stamps), f)
+    write_embeddings(self.dir, dict(model_id=self.model_id, ids=self.ids, stamps=self.stamps), self.emb)
+
+# %% ../nbs/03_index.ipynb #bc7d226e
+def _npy_header(f:Path)->tuple[tuple,bool,np.dtype,int]:
+    "Shape, Fortran order, dtype and data offset of the .npy file `f`"
+    with open(f, 'rb') as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        return *read(fh), fh.tell()
+
+class ShardRows:
+    "Exact float32 rows of an index's embedding shards by index position, read with `os.pread` (nothing mapped)"
+    def __init__(self, folder:Path, shards:list[dict], dim:int):   # shards: name and count of each, in order
+        self.dim, self.files, self.offsets = dim, [], []
+        for s in shards:
+            f = Path(folder)/'shards'/s['name']/'embeddings.npy'
+            shape, fortran, dtype, offset = _npy_header(f)
+            if shape != (s['count'], dim) or fortran or dtype != np.float32:
+                raise IndexLoadError(f"{f} holds {shape} {dtype}, not ({s['count']}, {dim}) float32: rebuild the index")
+            self.files.append(f); self.offsets.append(offset)
+        self.starts = np.cumsum([0] + [s['count'] for s in shards])
+
+    def __call__(self, positions)->np.ndarray:
+        "The rows at index `positions`, (n, dim) float32"
+        positions = np.asarray(positions, np.int64)
+        shard, size = np.searchsorted(self.starts, positions, side='right') - 1, 4 * self.dim
+        out = np.empty((len(positions), self.dim), np.float32)
+        for s in np.unique(shard):
+            fd = os.open(self.files[s], os.O_RDONLY)
+            try:
+                for j in np.flatnonzero(shard == s):
+                    at = self.offsets[s] + size * int(positions[j] - self.starts[s])
+                    out[j] = np.frombuffer(os.pread(fd, size, at), np.float32)
+            finally: os.close(fd)
+        return out
+
+# %% ../nbs/03_index.ipynb #9c995408
+def _verify_shards(path:Path, m:dict)->list[dict]:
+    "The manifest's shards, each present with its recorded size and unchanged manifest"
+    shards = m['shards']
+    if not isinstance(shards, list) or sum(s.get('count', 0) for s in shards if isinstance(s, dict)) != m['count']:
+        raise IndexLoadError(f"{path/'manifest.json'}: shards must hold the index's {m['count']} vectors")
+    for s in shards:
+        f = path/'shards'/str(s.get('name'))
+        ok = (f/'embeddings.npy').is_file() and (f/'manifest.json').is_file()
+        if not ok or (f/'embeddings.npy').stat().st_size != s.get('bytes') or \
+           sha256_file(f/'manifest.json') != s.get('manifest_sha256'):
+            raise IndexLoadError(f"{path} is damaged: shard {s.get('name')} (the exact vectors that re-score its "
+                                 "candidates) is missing or changed; rebuild the index")
+    return shards
+
+# %% ../nbs/03_index.ipynb #ce810353
+def default_memory_budget()->int:
+    "Bytes an index may take in memory by default: half of this machine's physical memory"
+    try: return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 2
+    except (ValueError, OSError, AttributeError): return 4 * 2**30
+
+@dataclass
+class IndexChoice:
+    "An index type with its parameters, and why"
+    index_type:str; params:dict; reason:str
+
+def _pq_bytes(n:int, dim:int, budget:int)->int:
+    "The largest PQ code size (bytes per vector) whose inverted lists fit `budget`, else the smallest"
+    sizes = [m for m in (128, 64, 32, 16, 8) if dim % m == 0 and m <= dim//2] or [_ivfpq_params(n, dim)[1]]
+    return next((m for m in sizes if n*(m + 8) <= budget), sizes[-1])
+
+# %% ../nbs/03_index.ipynb #51accebd
+FLAT_MAX = 100_000     # above this many vectors an exact scan costs more than ~30 ms a query on two CPU cores
+REFINE = 100           # candidates an on-disk IVF-PQ index re-scores with their exact vectors
+
+def choose_index(n:int,                      # vectors to index
+                 dim:int,                    # their dimension
+                 memory_budget:int|None=None,# bytes the index may hold in memory; None: `default_memory_budget()`
+                 on_disk:bool=True)->IndexChoice: # whether IVF-PQ may keep its lists on disk
+    "The index type and parameters for `n` vectors of `dim` within `memory_budget`, and why"
+    budget = memory_budget or default_memory_budget()
+    flat, within = 4*n*dim, f"the memory budget of {human_bytes(budget)}"
+    size = f"{n:,} vectors of {dim} floats ({human_bytes(flat)})"
+    if n < 40 or (n <= FLAT_MAX and flat <= budget):
+        return IndexChoice('flat', {}, f"flat (exact): {size} fit {within}" if flat <= budget else
+                           f"flat (exact): {size}; too few to train an approximate index")
+    nlist = _ivf_nlist(n); nprobe = _ivf_nprobe(nlist)
+    lists = f"{nlist} lists, {nprobe} scanned per query"
+    if flat + 8*n + 4*nlist*dim <= budget:
+        return IndexChoice('ivfflat', dict(nlist=nlist, nprobe=nprobe),
+                           f"IVF-flat: {size} fit {within}, but an exact scan is slow past {FLAT_MAX:,}; {lists}")
+    m = _pq_bytes(n, dim, budget)
+    params = dict(nlist=nlist, pq_m=m, nprobe=nprobe) | (dict(on_disk=True, refine=REFINE) if on_disk else {})
+    where = f'on disk, memory-mapped, the best {REFINE} re-scored exactly' if on_disk else 'in memory'
+    return IndexChoice('ivfpq', params, f"IVF-PQ {where}: {size} exceed {within}; {m}-byte codes "
+                                        f"({human_bytes(n*(m + 8))} of inverted lists), {lists}")
 
 # %% ../nbs/03_index.ipynb #7503a3a6
 @dataclass
@@ -330,6 +509,7 @@ class IndexReport:
     from_cache:int=0             # images whose embeddings came from the cache
     already_indexed:int=0        # images the index already held
     skipped:list[tuple[str,str]]=field(default_factory=list) # (path, reason) of images that could not be loaded
+    choice:str=''                # the index chosen, and why (index_type='auto')
 
     def __repr__(self):
         return (f"IndexReport(added={self.added}, encoded={self.encoded}, from_cache={self.from_cache}, "
@@ -345,12 +525,15 @@ def check_index_model(bi_encoder:BiEncoder, index:ImageIndex):
 # %% ../nbs/03_index.ipynb #d1e1873c
 def build_index(bi_encoder:BiEncoder, dataset:ImageDataset,
                 index:ImageIndex|None=None,    # an index to extend; None: a new one
-                index_type:str='flat',         # type of a new index
+                index_type:str='flat',         # type of a new index, or 'auto': `choose_index` in memory
                 cache_dir:str|Path|None=None,  # embedding cache folder; None: no cache
+                memory_budget:int|None=None,   # bytes, for index_type='auto'
                 **params)->tuple[ImageIndex,IndexReport]:
     "Encode `dataset`'s images that are not yet indexed and add them to `index`"
-    if index is None: index = ImageIndex(bi_encoder.dim, index_type, bi_encoder.model_id, **params)
-    else: check_index_model(bi_encoder, index)
+    choice = choose_index(len(dataset), bi_encoder.dim, memory_budget, on_disk=False) if index_type == 'auto' else None
+    if index is not None: check_index_model(bi_encoder, index)
+    elif choice: index = ImageIndex(bi_encoder.dim, choice.index_type, bi_encoder.model_id, **(choice.params | params))
+    else: index = ImageIndex(bi_encoder.dim, index_type, bi_encoder.model_id, **params)
     todo = [i for i in dataset.image_ids if i not in index]
     cache = EmbeddingCache(cache_dir, bi_encoder.model_id) if cache_dir is not None else None
     cached = cache.get(dataset, todo) if cache else {}
@@ -360,7 +543,8 @@ def build_index(bi_encoder:BiEncoder, dataset:ImageDataset,
     ids = [i for i in todo if i in new]
     if ids: index.add(ids, np.stack([new[i] for i in ids]))
     report = IndexReport(added=len(ids), encoded=len(enc.image_ids) + len(enc.skipped), from_cache=len(cached),
-                         already_indexed=len(dataset) - len(todo), skipped=enc.skipped)
+                         already_indexed=len(dataset) - len(todo), skipped=enc.skipped,
+                         choice=choice.reason if choice and index.ids == ids else '')
     log.info("%s", report)
     return index, report
 
@@ -373,12 +557,14 @@ def missing_images(index:ImageIndex, dataset:ImageDataset)->list[str]:
 @patch
 def remove(self:ImageIndex, image_ids:Iterable[str])->ImageIndex:
     "Take `image_ids` out of the index"
+    _in_memory(self, 'remove images from')
     drop = set(image_ids)
     if unknown := sorted(drop - set(self._pos)): raise KeyError(f"image id {unknown[0]!r} is not in the index")
     if not drop: return self
     keep = [i for i in self.ids if i not in drop]
     vecs = self.vectors(keep)
-    if self.index_type == 'ivfpq': new = faiss.clone_index(self._index); new.reset()
+    _unrefine(self)
+    if self.index_type in IVF_TYPES: new = faiss.clone_index(self._index); new.reset()
     else: new = _new_faiss_index(self.index_type, self.dim, len(keep), self.params)
     if keep: new.add(vecs)
     self._index, self.ids, self._gpu_index, self.version = new, keep, None, self.version + 1
