@@ -17,6 +17,7 @@ in the page cache) and warm. Printed as one JSON object (and written to --out).
 import argparse, json, os, tempfile, time
 from pathlib import Path
 import numpy as np, torch
+from index_scale import drop_from_page_cache     # benchmarks/ is this script's folder, first on sys.path
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,9 +48,7 @@ def read_seconds_per_image(shape:tuple, n:int)->tuple[float,float,int]:
         passes = []
         for cold in (True, False):
             store.clear()                                        # the in-memory LRU: every read goes to the file
-            if cold:
-                for f in files:
-                    fd = os.open(f, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)
+            if cold: drop_from_page_cache(store.disk_dir)
             t = time.perf_counter()
             for i in range(n): assert store.get(f'img{i}') is not None
             passes.append((time.perf_counter() - t) / n)

@@ -6,8 +6,8 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/scale.html.md"""
 
 # %% ../nbs/10_scale.ipynb #c5ffa0ea
 from __future__ import annotations
-import json, logging, math, os, re, shutil, tempfile, time
-from dataclasses import dataclass, field
+import json, logging, os, re, shutil, tempfile, time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable
