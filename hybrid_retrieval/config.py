@@ -53,10 +53,13 @@ class Stage2Config:
     k2:int=10                         # final results (the plan: 5, 10, 20)
     model:str|None='Salesforce/blip2-itm-vit-g' # cross-encoder hub id or folder; null: CLIP only
     backend:str|None=None             # 'blip2-itm', 'blip-itm', 'blip2-generative'; null: from the model's config
-    batch_size:int=4                  # pairs per cross-encoder forward pass; halved on CUDA out-of-memory
-    use_fp16:bool=True                # CUDA: bfloat16 where supported, else float16; the CPU: float32
+    batch_size:int|None=None          # pairs per forward pass; null: as many as memory allows; halved on CUDA OOM
+    use_fp16:bool=True                # CUDA: bfloat16 where supported, else float16; false: float32 everywhere
+    cpu_bf16:bool=False               # a CPU with native bfloat16 (AMX, AVX-512 BF16) runs bfloat16: 3-4x faster
     score:str|None=None               # 'itm', 'itm_logit', 'itc', 'loglik'; null: the backend's default
     features_dir:str|None=None        # persist the cross-encoder's vision features here; null: memory only
+    store_kv:bool=False               # ITM: store images' cross-attention keys and values too (faster, 7-25x space)
+    device_store_mb:int|None=None     # keep stored features in GPU memory, up to this many MB; null: host memory
 
 # %% ../nbs/06_config.ipynb #8f404743
 @dataclass
@@ -183,13 +186,15 @@ def _allowed(where, value, allowed):
 
 # %% ../nbs/06_config.ipynb #5ce815ca
 _COUNTS = ('stage1.k1', 'stage2.k2', 'stage1.batch_size', 'stage2.batch_size', 'fusion.rrf_k', 'performance.cache_size',
-           'performance.threads', 'data.max_pixels', 'index.memory_budget_mb')
+           'performance.threads', 'data.max_pixels', 'index.memory_budget_mb', 'stage2.device_store_mb')
+_UNSET_OK = ('stage2.batch_size', 'performance.threads', 'data.max_pixels', 'index.memory_budget_mb',
+             'stage2.device_store_mb')   # counts that may be null
 
 def _check_counts(config:HybridConfig, w:str):
     for key in _COUNTS:
         section, name = key.split('.')
         value = getattr(getattr(config, section), name)
-        if value is None and name in ('threads', 'max_pixels', 'memory_budget_mb'): continue
+        if value is None and key in _UNSET_OK: continue
         try: check_positive_int(value, f'{w}.{key}')
         except ValueError as e: raise ConfigError(str(e)) from None
 
@@ -351,7 +356,8 @@ def load_cross_encoder(config:HybridConfig, dataset:ImageDataset|None=None)->Cro
     if s.model is None: return None
     if not config.performance.show_progress: transformers.utils.logging.disable_progress_bar()
     return CrossEncoder(s.model, s.backend, dtype=None if s.use_fp16 else torch.float32, batch_size=s.batch_size,
-                        features_dir=s.features_dir, dataset=dataset, **_runtime(config))
+                        features_dir=s.features_dir, dataset=dataset, store_kv=s.store_kv, cpu_bf16=s.cpu_bf16,
+                        device_store_bytes=s.device_store_mb and s.device_store_mb * 2**20, **_runtime(config))
 
 # %% ../nbs/06_config.ipynb #0590d310
 def load_dataset(config:HybridConfig)->ImageDataset:

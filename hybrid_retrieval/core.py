@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['log', 'HybridRetrievalError', 'ModelLoadError', 'check_text', 'check_positive_int', 'short', 'read_text',
-           'text_lines', 'read_json', 'default_device', 'autocast_dtype', 'Timer', 'clean_leftovers', 'atomic_write',
-           'atomic_dir', 'sha256_file', 'sha256_str', 'human_bytes', 'quiet_stdout', 'model_dir', 'file_stamp',
-           'unit_scale_', 'usable_cores', 'set_threads', 'Table', 'format_table']
+__all__ = ['BF16_CPU_FLAGS', 'log', 'HybridRetrievalError', 'ModelLoadError', 'check_text', 'check_positive_int', 'short',
+           'read_text', 'text_lines', 'read_json', 'default_device', 'autocast_dtype', 'cpu_has_bf16', 'half_dtype',
+           'Timer', 'clean_leftovers', 'atomic_write', 'atomic_dir', 'sha256_file', 'sha256_str', 'human_bytes',
+           'quiet_stdout', 'model_dir', 'file_stamp', 'unit_scale_', 'usable_cores', 'set_threads', 'Table',
+           'format_table']
 
 # %% ../nbs/00_core.ipynb #da2437d2
 class HybridRetrievalError(Exception):
@@ -90,6 +91,25 @@ def autocast_dtype(device:str|torch.device)->torch.dtype|None:
     device = torch.device(device)
     if device.type != 'cuda': return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+# %% ../nbs/00_core.ipynb #522c0cc3
+BF16_CPU_FLAGS = ('amx_bf16', 'avx512_bf16', 'bf16')   # x86 AMX, x86 AVX-512 BF16, Arm BF16 (Linux /proc/cpuinfo)
+
+def cpu_has_bf16(cpuinfo:str|None=None # /proc/cpuinfo's text; None reads it (other systems: False)
+                )->bool:
+    "Whether this CPU computes bfloat16 natively, which makes it faster than float32"
+    if cpuinfo is None:
+        try: cpuinfo = Path('/proc/cpuinfo').read_text()
+        except OSError: return False
+    flags = re.search(r'^(?:flags|Features)\s*:(.*)$', cpuinfo, re.M)
+    return bool(flags) and any(f in flags[1].split() for f in BF16_CPU_FLAGS)
+
+# %% ../nbs/00_core.ipynb #60f165e8
+def half_dtype(device:str|torch.device)->torch.dtype|None:
+    "The half precision worth running models in on `device`: `autocast_dtype` on CUDA, bfloat16 on a CPU that has it"
+    device = torch.device(device)
+    if device.type == 'cuda': return autocast_dtype(device)
+    return torch.bfloat16 if device.type == 'cpu' and cpu_has_bf16() else None
 
 # %% ../nbs/00_core.ipynb #53769f06
 class Timer:

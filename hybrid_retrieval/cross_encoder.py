@@ -8,6 +8,7 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/cross_encoder.html.md"
 from __future__ import annotations
 import json, time, hashlib, logging
 from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from PIL import Image
@@ -16,13 +17,13 @@ from safetensors.torch import save as st_save, load_file as st_load
 from fastcore.basics import patch
 from transformers import (AutoConfig, AutoProcessor, BlipForImageTextRetrieval, Blip2ForImageTextRetrieval,
                           Blip2ForConditionalGeneration)
-from .core import (HybridRetrievalError, ModelLoadError, default_device, autocast_dtype, atomic_write,
+from .core import (HybridRetrievalError, ModelLoadError, default_device, half_dtype, atomic_write,
                                    sha256_str, check_text, model_dir, file_stamp, human_bytes)
 from .data import ImageDataset, ImageLoadError, load_image, to_rgb
 
 # %% auto #0
-__all__ = ['log', 'BACKENDS', 'SCORE_KINDS', 'detect_backend', 'huggingface_hub_offline', 'load_pretrained', 'image_key',
-           'FeatureStore', 'CrossEncoder']
+__all__ = ['log', 'BACKENDS', 'SCORE_KINDS', 'PROBE_BATCH', 'CPU_BATCH', 'detect_backend', 'huggingface_hub_offline',
+           'load_pretrained', 'image_key', 'FeatureStore', 'CrossEncoder', 'fit_batch']
 
 # %% ../nbs/04_cross_encoder.ipynb #38b179b3
 log = logging.getLogger(__name__)
@@ -84,10 +85,11 @@ def load_pretrained(load, model_id:str, retries:int=3, retry_wait:float=2.0, **k
                 "DIR`, or attach it as a Kaggle dataset) and pass the folder instead of the hub id") from e
 
 # %% ../nbs/04_cross_encoder.ipynb #6d0840a3
-def _qformer_fp32(model):
-    "Keep a BLIP-2 model's Q-Former and query tokens in float32, whatever the rest is in"
-    model.qformer.float()
-    model.query_tokens.data = model.query_tokens.data.float()
+def _qformer_dtype(model, dtype:torch.dtype):
+    "Put a BLIP-2 model's Q-Former and query tokens in `dtype`, or in float32 beside float16 (which overflows there)"
+    dtype = torch.float32 if dtype == torch.float16 else dtype
+    model.qformer.to(dtype)
+    model.query_tokens.data = model.query_tokens.data.to(dtype)
 
 # %% ../nbs/04_cross_encoder.ipynb #d71caf91
 def image_key(image:str|Path|Image.Image)->str:
@@ -101,13 +103,15 @@ def image_key(image:str|Path|Image.Image)->str:
 
 # %% ../nbs/04_cross_encoder.ipynb #d269ec83
 class FeatureStore:
-    "Vision features per image: an LRU in memory bounded in bytes, optionally persisted on disk as float16 safetensors"
+    "Vision features per image: an LRU in memory (or GPU memory) bounded in bytes, optionally on disk as safetensors"
     def __init__(self,
                  max_bytes:int=2*2**30,          # memory budget for cached features
                  disk_dir:str|Path|None=None,    # persist features here too; None: memory only
                  model_id:str='',                # the model the features belong to (one store per model)
-                 disk_dtype:torch.dtype=torch.float16):
+                 disk_dtype:torch.dtype=torch.float16,
+                 device:str|torch.device|None=None): # keep the in-memory copies on this device; None: the CPU
         self.max_bytes,self.model_id,self.disk_dtype = max_bytes,model_id,disk_dtype
+        self.device = torch.device(device or 'cpu')
         self._mem,self.nbytes,self.hits,self.misses = OrderedDict(),0,0,0
         self.disk_dir = None
         if disk_dir is not None:
@@ -125,7 +129,8 @@ class FeatureStore:
     def __len__(self): return len(self._mem)
     def __repr__(self):
         return (f"FeatureStore({len(self)} in memory, {human_bytes(self.nbytes)} of {human_bytes(self.max_bytes)}, "
-                f"hits={self.hits}, misses={self.misses}" + (f", disk={self.disk_dir}" if self.disk_dir else '') + ')')
+                f"hits={self.hits}, misses={self.misses}" + (f", on {self.device}" if self.device.type != 'cpu' else '')
+                + (f", disk={self.disk_dir}" if self.disk_dir else '') + ')')
 
 # %% ../nbs/04_cross_encoder.ipynb #d041d67a
 @patch
@@ -135,7 +140,7 @@ def _disk_path(self:FeatureStore, key:str)->Path: return self.disk_dir/f'{sha256
 @patch
 def _remember(self:FeatureStore, key:str, feats:torch.Tensor):
     size = feats.numel() * feats.element_size()
-    if key in self._mem: self.nbytes -= self._mem.pop(key).numel() * feats.element_size()
+    if key in self._mem: old = self._mem.pop(key); self.nbytes -= old.numel() * old.element_size()
     if size > self.max_bytes: return
     self._mem[key] = feats; self.nbytes += size
     while self.nbytes > self.max_bytes:
@@ -151,7 +156,7 @@ def get(self:FeatureStore, key:str)->torch.Tensor|None:
         return self._mem[key]
     if self.disk_dir is not None and (p := self._disk_path(key)).is_file():
         try:
-            feats = st_load(str(p))['features']
+            feats = st_load(str(p), device=str(self.device))['features']
             self._remember(key, feats); self.hits += 1
             return feats
         except Exception as e: log.warning("ignoring unreadable cached features %s (%s)", p, e)
@@ -160,14 +165,15 @@ def get(self:FeatureStore, key:str)->torch.Tensor|None:
 
 # %% ../nbs/04_cross_encoder.ipynb #0cfd28fe
 @patch
-def put(self:FeatureStore, key:str, feats:torch.Tensor):
-    "Store `feats` (one image's features, on the CPU) under `key`"
-    feats = feats.detach().cpu()
+def put(self:FeatureStore, key:str, feats:torch.Tensor)->torch.Tensor:
+    "Store `feats` (one image's features) under `key`; returns the copy kept, on the store's device"
+    feats = feats.detach().to(self.device)
     self._remember(key, feats)
-    if self.disk_dir is None: return
-    data = st_save({'features': feats.to(self.disk_dtype).contiguous()},
-                   metadata={'key': key, 'model_id': self.model_id})
-    with atomic_write(self._disk_path(key)) as f: f.write(data)
+    if self.disk_dir is not None:
+        data = st_save({'features': feats.to(self.disk_dtype).cpu().contiguous()},
+                       metadata={'key': key, 'model_id': self.model_id})
+        with atomic_write(self._disk_path(key)) as f: f.write(data)
+    return feats
 
 # %% ../nbs/04_cross_encoder.ipynb #5f946c7d
 @patch
@@ -182,35 +188,44 @@ class CrossEncoder:
                  model_id:str='Salesforce/blip2-itm-vit-g', # hub id or local folder
                  backend:str|None=None,          # 'blip2-itm', 'blip-itm', 'blip2-generative'; None: from the config
                  device:str|None=None,           # 'cuda', 'cpu'; None picks the best available
-                 dtype:torch.dtype|None=None,    # None: float32 on CPU, bfloat16 / float16 on CUDA
-                 batch_size:int=8,               # pairs per forward pass; halved on CUDA out-of-memory
-                 image_batch_size:int|None=None, # images per vision-encoder pass; None: `batch_size`
+                 dtype:torch.dtype|None=None,    # None: half precision on CUDA (`half_dtype`), else float32
+                 batch_size:int|None=None,       # pairs per forward pass; None: as many as memory allows
+                 image_batch_size:int|None=None, # images per vision-encoder pass; None: as many as memory allows
                  store:FeatureStore|None=None,   # where vision features are kept; None: a 2 GiB in-memory store
                  features_dir:str|Path|None=None,# persist vision features here (ignored when `store` is given)
                  dataset:ImageDataset|None=None, # lets images be given by dataset id
                  use_enc_token:bool=True,        # BLIP ITM: start the caption with [ENC] as the original BLIP does
                  show_progress:bool=False,       # tqdm bars over batches
-                 retries:int=3):                 # attempts for transient hub errors
-        for name,v in (('batch_size', batch_size), ('image_batch_size', image_batch_size or 1)):
+                 retries:int=3,                  # attempts for transient hub errors
+                 store_kv:bool=False,            # ITM: also store each image's cross-attention keys and values
+                 device_store_bytes:int|None=None, # keep stored features on `device`, up to this many bytes
+                 cpu_bf16:bool=False):           # dtype None on a CPU with native bfloat16: use it
+        for name,v in (('batch_size', batch_size or 1), ('image_batch_size', image_batch_size or 1)):
             if v < 1: raise ValueError(f"{name} must be at least 1, got {v}")
         self.model_id,self.device = str(model_id),default_device(device)
-        self.dtype = dtype or autocast_dtype(self.device) or torch.float32
-        self.batch_size,self.image_batch_size = batch_size,image_batch_size or batch_size
-        self.dataset,self.use_enc_token,self.show_progress = dataset,use_enc_token,show_progress
-        self.store = store if store is not None else FeatureStore(disk_dir=features_dir, model_id=self.model_id)
+        half = half_dtype(self.device) if self.device.type == 'cuda' or cpu_bf16 else None
+        self.dtype = dtype or half or torch.float32
+        self.batch_size,self.image_batch_size,self._item_bytes = batch_size,image_batch_size,{}
+        self.dataset,self.use_enc_token,self.show_progress,self.store_kv = dataset,use_enc_token,show_progress,store_kv
+        on_device = self.device if device_store_bytes else None
+        self.store = store if store is not None else FeatureStore(device_store_bytes or 2*2**30, features_dir,
+                                                                  self.model_id, device=on_device)
         if self.model_id == '<in-memory>': return  # `from_model` sets the rest
         config = load_pretrained(AutoConfig.from_pretrained, self.model_id, retries)
         backend = backend or detect_backend(config)
         if backend not in BACKENDS: raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
         kw = dict(dtype=self.dtype) | (dict(device_map={'': str(self.device)}) if self.device.type == 'cuda' else {})
+        if BACKENDS[backend]._supports_sdpa: kw['attn_implementation'] = 'sdpa'
         model = load_pretrained(BACKENDS[backend].from_pretrained, self.model_id, retries, **kw)
         self._setup(model, load_pretrained(AutoProcessor.from_pretrained, self.model_id, retries), backend)
 
     def _setup(self, model, processor, backend):
-        if backend.startswith('blip2'): _qformer_fp32(model)
+        if backend.startswith('blip2'): _qformer_dtype(model, self.dtype)
         self.backend,self.model = backend,model.to(self.device).eval()
         self.processor,self.tokenizer = processor,processor.tokenizer
+        self.vision_width = model.config.vision_config.hidden_size
         self.enc_token_id = self._find_enc_token() if backend == 'blip-itm' and self.use_enc_token else None
+        if self.store_kv: self._install_kv()
 
     @classmethod
     def from_model(cls, model, processor, **kwargs):
@@ -225,7 +240,8 @@ class CrossEncoder:
     def score_kinds(self)->tuple[str,...]: return SCORE_KINDS[self.backend]
     def __repr__(self):
         dtype = str(self.dtype).removeprefix('torch.')
-        return f"CrossEncoder({self.model_id!r}, backend={self.backend!r}, device={str(self.device)!r}, dtype={dtype})"
+        return (f"CrossEncoder({self.model_id!r}, backend={self.backend!r}, device={str(self.device)!r}, dtype={dtype}"
+                + (", store_kv=True" if self.store_kv else '') + ')')
 
 # %% ../nbs/04_cross_encoder.ipynb #aacda441
 @patch
@@ -245,25 +261,61 @@ def _resolve(self:CrossEncoder, image):
     if isinstance(image, (str, Path)): return Path(image)
     raise TypeError(f"expected a file path, a PIL image or a dataset image id, got {type(image).__name__}")
 
+# %% ../nbs/04_cross_encoder.ipynb #43e20814
+PROBE_BATCH, CPU_BATCH = 4, 32   # CUDA: items in the first pass, which measures memory per item; CPU: items per pass
+
+def fit_batch(n:int, item_bytes:float, free_bytes:float, headroom:float=0.7)->int:
+    "The largest batch, from 1 to `n`, whose items of `item_bytes` each fit in `headroom` of `free_bytes`"
+    return max(1, min(n, int(free_bytes * headroom // max(item_bytes, 1))))
+
+# %% ../nbs/04_cross_encoder.ipynb #5d9ca96c
+@patch
+def _on_cuda(self:CrossEncoder)->bool: return self.device.type == 'cuda'
+
+@patch
+def _free_bytes(self:CrossEncoder)->int:
+    "GPU memory a batch can use: free on the device plus what PyTorch's allocator holds unused"
+    free, _ = torch.cuda.mem_get_info(self.device)
+    return free + torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+
+# %% ../nbs/04_cross_encoder.ipynb #fd88c3fd
+@patch
+def _batch_for(self:CrossEncoder, n:int, attr:str, desc:str)->int:
+    "Items in the next pass of `n` left: `self.<attr>` if set, else what fits (CUDA) or `CPU_BATCH` (CPU)"
+    if (b := getattr(self, attr)) is not None: return min(n, b)
+    if not self._on_cuda(): return min(n, CPU_BATCH)
+    if (per := self._item_bytes.get(desc)) is None: return min(n, PROBE_BATCH)
+    return fit_batch(n, per, self._free_bytes())
+
+# %% ../nbs/04_cross_encoder.ipynb #eb626a65
+@patch
+def _measured(self:CrossEncoder, attr:str, desc:str, run, start:int, end:int):
+    "`run(start, end)`; the first pass of an unset batch size on CUDA also records its peak memory per item"
+    if getattr(self, attr) is not None or not self._on_cuda() or desc in self._item_bytes: return run(start, end)
+    torch.cuda.reset_peak_memory_stats(self.device)
+    before = torch.cuda.memory_allocated(self.device)
+    out = run(start, end)
+    self._item_bytes[desc] = (torch.cuda.max_memory_allocated(self.device) - before) / (end - start)
+    return out
+
 # %% ../nbs/04_cross_encoder.ipynb #5f54b141
 @patch
 def _backoff(self:CrossEncoder, n:int, attr:str, run, desc:str)->list:
-    "Run `run(start, end)` over `n` items in batches of `self.<attr>`, halving it on CUDA out-of-memory (down to 1)"
-    out, start, batch = [], 0, getattr(self, attr)
-    bar = tqdm(total=n, desc=desc, disable=not self.show_progress or n <= batch)
+    "Run `run(start, end)` over `n` items in batches (`_batch_for`), halving a batch on CUDA out-of-memory (down to 1)"
+    out, start = [], 0
+    bar = tqdm(total=n, desc=desc, disable=not self.show_progress or n <= self._batch_for(n, attr, desc))
     while start < n:
-        end = min(n, start + batch)
-        try: out.append(run(start, end))
+        batch = self._batch_for(n - start, attr, desc)
+        try: out.append(self._measured(attr, desc, run, start, start + batch))
         except torch.cuda.OutOfMemoryError as e:
-            if self.device.type == 'cuda': torch.cuda.empty_cache()
+            if self._on_cuda(): torch.cuda.empty_cache()
             if batch == 1:
                 raise HybridRetrievalError(f"out of GPU memory on a batch of 1 in {desc} with {self.model_id}: use a "
                                            "smaller model, a GPU with more memory, or device='cpu'") from e
-            batch //= 2
-            setattr(self, attr, batch)
-            log.warning("CUDA out of memory in %s: %s lowered to %d", desc, attr, batch)
+            setattr(self, attr, batch // 2)
+            log.warning("CUDA out of memory in %s: %s lowered to %d", desc, attr, batch // 2)
             continue
-        bar.update(end - start); start = end
+        bar.update(batch); start += batch
     bar.close()
     return out
 
@@ -271,12 +323,13 @@ def _backoff(self:CrossEncoder, n:int, attr:str, run, desc:str)->list:
 @patch
 @torch.inference_mode()
 def _encode_vision(self:CrossEncoder, images:list)->torch.Tensor:
-    "Vision-encoder features of decoded `images` (PIL): (n, tokens, width), on the CPU"
+    "Vision-encoder features of decoded `images` (PIL), with their keys and values under `store_kv`: on the CPU"
     vision = self.model.vision_model
     vdtype = next(vision.parameters()).dtype
     def run(s, e):
         pixels = self.processor.image_processor(images=images[s:e], return_tensors='pt')['pixel_values']
-        return vision(pixel_values=pixels.to(self.device, vdtype)).last_hidden_state.cpu()
+        feats = vision(pixel_values=pixels.to(self.device, vdtype)).last_hidden_state
+        return (self._pack_kv(feats) if self.store_kv else feats).cpu()
     return torch.cat(self._backoff(len(images), 'image_batch_size', run, 'vision features'))
 
 # %% ../nbs/04_cross_encoder.ipynb #634041b2
@@ -288,15 +341,14 @@ def image_features(self:CrossEncoder, images:list)->list[torch.Tensor]:
     for n,im in enumerate(images):
         try: resolved.append(self._resolve(im))
         except TypeError as e: raise TypeError(f"image at position {n}: {e}") from None
-    keys = [image_key(im) for im in resolved]
+    keys = [image_key(im) + ('|kv' if self.store_kv else '') for im in resolved]
     found = {k: f for k in dict.fromkeys(keys) if (f := self.store.get(k)) is not None}
     todo = [k for k in dict.fromkeys(keys) if k not in found]
     if todo:
         first = {}
         for k,im in zip(keys, resolved): first.setdefault(k, im)
         decoded = [to_rgb(first[k]) if isinstance(first[k], Image.Image) else load_image(first[k]) for k in todo]
-        for k,f in zip(todo, self._encode_vision(decoded)):
-            f = f.clone(); self.store.put(k, f); found[k] = f
+        for k,f in zip(todo, self._encode_vision(decoded)): found[k] = self.store.put(k, f.clone())
     return [found[k] for k in keys]
 
 # %% ../nbs/04_cross_encoder.ipynb #a285dd9d
@@ -349,7 +401,7 @@ def _blip_itm(self:CrossEncoder, ids, mask, feats):
 @patch
 def _blip_itc(self:CrossEncoder, ids, mask, feats):
     txt = self.model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-    img_feat = F.normalize(self.model.vision_proj(feats[:, 0, :]), dim=-1)
+    img_feat = F.normalize(self.model.vision_proj(feats[:, 0, :self.vision_width]), dim=-1)
     return (img_feat * F.normalize(self.model.text_proj(txt[:, 0, :]), dim=-1)).sum(-1).float()
 
 # %% ../nbs/04_cross_encoder.ipynb #402e9993
@@ -387,21 +439,40 @@ def pair_logits(self:CrossEncoder,
         raise ValueError(f"score kind must be one of {self.score_kinds} for {self.backend}, got {kind!r}")
     return getattr(self, _HEADS[self.backend, 'itm' if kind == 'itm_logit' else kind])(ids, mask, feats)
 
+# %% ../nbs/04_cross_encoder.ipynb #cb102fe1
+@patch
+def _feature_batches(self:CrossEncoder, feats:list[torch.Tensor]):
+    "A function `(start, end) -> features[start:end]` stacked on the device in the dtype the model reads"
+    fdtype = next(self.model.vision_model.parameters()).dtype
+    per_batch = lambda s, e: torch.stack([f.to(self.device) for f in feats[s:e]]).to(fdtype)
+    if not self._on_cuda() or not feats: return per_batch
+    distinct = list({id(f): f for f in feats}.values())
+    if sum(f.numel() for f in distinct) * fdtype.itemsize > self._free_bytes() / 4: return per_batch
+    host = [f for f in distinct if f.device.type == 'cpu']
+    if host:
+        stacked = torch.stack(host)
+        if torch.cuda.is_available(): stacked = stacked.pin_memory()   # pinned: the copy below runs asynchronously
+        moved = iter(stacked.to(self.device, non_blocking=True))
+    on_device = torch.stack([next(moved) if f.device.type == 'cpu' else f for f in distinct]).to(fdtype)
+    row = {id(f): n for n,f in enumerate(distinct)}
+    index = torch.tensor([row[id(f)] for f in feats], device=self.device)
+    return lambda s, e: on_device[index[s:e]]
+
 # %% ../nbs/04_cross_encoder.ipynb #f0a87f11
 @patch
 @torch.inference_mode()
 def _pair_scores(self:CrossEncoder, texts:list[str], feats:list[torch.Tensor], kind:str)->np.ndarray:
     "Scores of the pairs (texts[i], feats[i]) in batches, with out-of-memory back-off (`pair_logits` checks `kind`)"
-    fdtype = next(self.model.vision_model.parameters()).dtype
+    feats = self._feature_batches(feats)
     def run(s, e):
         ids, mask = self.tokenize(texts[s:e])
-        out = self.pair_logits(ids, mask, torch.stack(feats[s:e]).to(self.device, fdtype), kind)
+        out = self.pair_logits(ids, mask, feats(s, e), kind)
         if kind == 'itm': out = out.softmax(dim=-1)[:, 1]
         elif kind == 'itm_logit': out = out[:, 1]
         return out.cpu()
-    scores = torch.cat(self._backoff(len(texts), 'batch_size', run, f'{kind} scores'))
-    if self.device.type == 'cuda' and len(texts) > self.batch_size: torch.cuda.empty_cache()
-    return scores.numpy().astype(np.float32)
+    batches = self._backoff(len(texts), 'batch_size', run, f'{kind} scores')
+    if self._on_cuda() and len(batches) > 1: torch.cuda.empty_cache()
+    return torch.cat(batches).numpy().astype(np.float32)
 
 # %% ../nbs/04_cross_encoder.ipynb #2becc200
 @patch
@@ -430,21 +501,53 @@ def score_pair(self:CrossEncoder, query:str, image, kind:str|None=None)->float:
     "Score of one (query, image) pair"
     return float(self.score_pairs([check_text(query)], [image], kind)[0])
 
+# %% ../nbs/04_cross_encoder.ipynb #acecfde0
+def _cross_kv(model, backend:str)->list:
+    "The key and value projections of the cross-attention layers that read the image, in order"
+    if backend == 'blip-itm':
+        return [p for l in model.text_encoder.encoder.layer if getattr(l, 'crossattention', None) is not None
+                for p in (l.crossattention.self.key, l.crossattention.self.value)]
+    return [p for l in model.qformer.encoder.layer if l.has_cross_attention
+            for p in (l.crossattention.attention.key, l.crossattention.attention.value)]
+
+# %% ../nbs/04_cross_encoder.ipynb #85303126
+def _kv_or_linear(proj, start:int, stop:int, width:int, x:torch.Tensor)->torch.Tensor:
+    "A key / value projection that reads its slice of a stored pack (last dimension `width`), else projects `x`"
+    return x[..., start:stop] if x.shape[-1] == width else F.linear(x, proj.weight, proj.bias)
+
+# %% ../nbs/04_cross_encoder.ipynb #c062438d
+@patch
+def _install_kv(self:CrossEncoder):
+    "Let the cross-attention projections take packs of stored keys and values (`_pack_kv`) in place of features"
+    if self.backend not in ('blip2-itm', 'blip-itm'):
+        raise ValueError(f"store_kv applies to the ITM backends (blip2-itm, blip-itm), not {self.backend}")
+    self._kv_projs = _cross_kv(self.model, self.backend)
+    sizes = [p.out_features for p in self._kv_projs]
+    ends = np.cumsum([self.vision_width] + sizes).tolist()
+    for p,start,stop in zip(self._kv_projs, ends, ends[1:]):
+        p.forward = partial(_kv_or_linear, p, start, stop, ends[-1])
+
+# %% ../nbs/04_cross_encoder.ipynb #5fff8cbc
+@patch
+def _pack_kv(self:CrossEncoder, feats:torch.Tensor)->torch.Tensor:
+    "Vision features followed by each cross-attention layer's keys and values of them, in the features' dtype"
+    return torch.cat([feats] + [p(feats.to(p.weight.dtype)).to(feats.dtype) for p in self._kv_projs], dim=-1)
+
 # %% ../nbs/04_cross_encoder.ipynb #595eb561
 @patch
 @torch.inference_mode()
 def image_embeddings(self:CrossEncoder, images:list)->np.ndarray:
     "One L2-normalised embedding per image from the cross-encoder's vision side, (n, dim) float32"
-    feats = self.image_features(images)
-    m, fdtype = self.model, next(self.model.vision_model.parameters()).dtype
+    m, feats = self.model, self._feature_batches(self.image_features(images))
     def run(s, e):
-        f = torch.stack(feats[s:e]).to(self.device, fdtype)
-        if self.backend == 'blip-itm': return F.normalize(m.vision_proj(f[:, 0, :]).float(), dim=-1).cpu()
+        f = feats(s, e)
+        if self.backend == 'blip-itm':
+            return F.normalize(m.vision_proj(f[:, 0, :self.vision_width]).float(), dim=-1).cpu()
         q = _query_output(m, f)
         if self.backend == 'blip2-itm':
             q = F.normalize(m.vision_projection(q.to(m.vision_projection.weight.dtype)), dim=-1)
         return F.normalize(q.float().mean(dim=1), dim=-1).cpu()
-    return torch.cat(self._backoff(len(feats), 'batch_size', run, 'image embeddings')).numpy()
+    return torch.cat(self._backoff(len(images), 'batch_size', run, 'image embeddings')).numpy()
 
 # %% ../nbs/04_cross_encoder.ipynb #2f9ff47d
 @patch

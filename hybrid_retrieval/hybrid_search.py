@@ -22,9 +22,9 @@ from .index import ImageIndex, check_index_model
 from .cross_encoder import CrossEncoder, image_key
 
 # %% auto #0
-__all__ = ['log', 'FUSIONS', 'check_k', 'SearchConfig', 'minmax', 'ranks', 'fuse_scores', 'mmr_select', 'SearchResult',
-           'SearchResponse', 'make_filter', 'HybridSearchEngine', 'fused_order', 'explain_results', 'visualize_scores',
-           'result_grid']
+__all__ = ['log', 'FUSIONS', 'GROUP_PAIRS', 'check_k', 'SearchConfig', 'minmax', 'ranks', 'fuse_scores', 'mmr_select',
+           'SearchResult', 'SearchResponse', 'make_filter', 'HybridSearchEngine', 'fused_order', 'explain_results',
+           'visualize_scores', 'result_grid']
 
 # %% ../nbs/05_hybrid_search.ipynb #f573bb5e
 log = logging.getLogger(__name__)
@@ -347,6 +347,9 @@ def _cache_put(self:HybridSearchEngine, key, response:SearchResponse):
     self._cache[key] = copy.deepcopy(response)
     while len(self._cache) > self.config.cache_size: self._cache.popitem(last=False)
 
+# %% ../nbs/05_hybrid_search.ipynb #5bd003f4
+GROUP_PAIRS = 1024   # pairs per shared stage-2 call when the cross-encoder sizes its own batches
+
 # %% ../nbs/05_hybrid_search.ipynb #5345a22c
 @patch
 def _shared_stage2(self:HybridSearchEngine, queries:list[str], cands:list[list])->tuple[list, float]:
@@ -381,7 +384,7 @@ def batch_text_to_image_search(self:HybridSearchEngine, queries:list[str], k1:in
         union = dict.fromkeys(i for c in cands for i,_ in c)
         try: ce.image_features([self.dataset.path(i) for i in union])
         except Exception as e: log.warning("pre-computing candidate features failed (%s)", e)
-    per = max(1, ce.batch_size // k1) if ce is not None else len(todo)   # queries whose pairs fill one batch
+    per = max(1, (ce.batch_size or GROUP_PAIRS) // k1) if ce is not None else len(todo)   # queries per stage-2 call
     groups = [list(range(s, min(s + per, len(todo)))) for s in range(0, len(todo), per)]
     for g in tqdm(groups, desc='re-ranking', disable=not self.config.show_progress or len(groups) < 2):
         scores, shared_s = self._shared_stage2([queries[todo[j]] for j in g], [cands[j] for j in g])

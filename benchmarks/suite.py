@@ -1,0 +1,308 @@
+"""One benchmark for every performance goal, on whatever device is there.
+
+    python benchmarks/suite.py [--device cpu|cuda] [--only embed,stage1,stage2,e2e] [--quick] [--output-dir DIR]
+
+Writes `suite_<cpu|cuda>.json` and `suite_<cpu|cuda>.md` (the README's table) to benchmarks/results/, prints the JSON.
+`--table JSON` only rewrites the table of an earlier run.
+Real architectures with random weights (timing does not depend on the weights; no hub needed):
+  embed   CLIP ViT-B-32 throughput over a generated folder of 500x375 JPEGs (decoding counts), per batch size: images/s
+  stage1  text encoding + FAISS search p50 / p95: flat over a Flickr30k-sized gallery (31,014), IVF-flat over 1M vectors
+  stage2  re-ranking 100 candidates from the feature store, BLIP-2 ITM (ViT-g + Q-Former) and BLIP ITM (base): float32
+          and the device's half precision (`half_dtype`: skipped where emulated, with a probe saying how much slower
+          it would be), the plan's batch of 4 and the engine's own (unset: as memory allows), stored features and
+          stored cross-attention keys and values
+  e2e     one text query end to end (k1 100, k2 10; engine defaults, BLIP-2) p50 / p95; a batch of queries, queries/s
+Memory: the process's peak RSS, and on CUDA `torch.cuda.max_memory_allocated` per section.
+Stage 2 and e2e read candidates' features from the store, filled with random features of the right shape (the vision
+tower's cost is the embedding and indexing side, measured by benchmarks/rerank.py and stage2_features.py).
+`--quick` runs everything with tiny models and small sizes: a smoke test of this script, not a measurement.
+"""
+import argparse, datetime, json, os, platform, resource, sys, tempfile
+from pathlib import Path
+from types import SimpleNamespace
+import numpy as np, torch, transformers, faiss, open_clip
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from rerank import build, QUERY   # the full-size BLIP / BLIP-2 architectures, random weights, as rerank.py builds them
+from hybrid_retrieval.core import Timer, default_device, autocast_dtype, half_dtype, cpu_has_bf16, atomic_write
+from hybrid_retrieval.data import ImageDataset
+from hybrid_retrieval.bi_encoder import BiEncoder
+from hybrid_retrieval.index import ImageIndex, _ivf_nlist
+from hybrid_retrieval.cross_encoder import CrossEncoder, FeatureStore
+from hybrid_retrieval.hybrid_search import HybridSearchEngine, SearchConfig
+from hybrid_retrieval.tiny import save_tiny_clip, save_tiny_blip2_itm, save_tiny_blip_itm
+
+FULL = dict(embed_images=128, embed_batches=(32, 128), gallery=31_014, ivf=1_000_000, queries=50, candidates=100,
+            reps=2, e2e_queries=2, batch_queries=2, clip='ViT-B-32')   # sized for < 10 minutes on 2 CPU cores
+CUDA = dict(embed_images=4096, embed_batches=(128, 256, 512), reps=20, e2e_queries=20, batch_queries=32)
+QUICK = dict(embed_images=16, embed_batches=(8,), gallery=2_000, ivf=20_000, queries=5, candidates=8, reps=2,
+             e2e_queries=2, batch_queries=2)
+CAPTIONS = ['a dog running through the snow', 'two children playing football in a park', 'a man riding a red bicycle',
+            'a woman in a blue dress walking on the beach', 'a group of people sitting around a table']
+
+def pct(times):
+    "p50 and p95 of `times` (seconds) in milliseconds"
+    return dict(p50_ms=round(float(np.percentile(times, 50)) * 1000, 2),
+                p95_ms=round(float(np.percentile(times, 95)) * 1000, 2), runs=len(times))
+
+def rss_peak_mb()->float: return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+def cuda_peak(device, reset=False):
+    "Peak CUDA memory allocated since the last reset, in MB (None on a CPU)"
+    if device.type != 'cuda': return None
+    peak = torch.cuda.max_memory_allocated(device) / 2**20
+    if reset: torch.cuda.reset_peak_memory_stats(device)
+    return round(peak, 1)
+
+def environment(device):
+    info = Path('/proc/cpuinfo').read_text().splitlines() if Path('/proc/cpuinfo').exists() else []
+    cpu = next((l.split(':', 1)[1].strip() for l in info if l.startswith('model name')), platform.processor())
+    return dict(date=datetime.date.today().isoformat(), device=str(device), cpu=cpu, cpu_count=os.cpu_count(),
+                threads=torch.get_num_threads(), cpu_bf16=cpu_has_bf16(),
+                gpu=torch.cuda.get_device_name(device) if device.type == 'cuda' else None,
+                half=str(half_dtype(device)).removeprefix('torch.') if half_dtype(device) else None,
+                torch=torch.__version__, transformers=transformers.__version__, faiss=faiss.__version__,
+                open_clip=open_clip.__version__, python=platform.python_version())
+
+def jpeg_folder(folder:Path, n:int)->ImageDataset:
+    "`n` 500x375 JPEGs of smooth random colour fields (photo-sized files that take real decoding)"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng, paths = np.random.default_rng(0), []
+    for i in range(n):
+        small = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)
+        img = Image.fromarray(small).resize((500, 375), Image.BICUBIC)
+        noisy = np.clip(np.asarray(img, np.int16) + rng.integers(-12, 12, (375, 500, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(p := folder/f'{i:06d}.jpg', quality=90); paths.append(p)
+    return ImageDataset(folder, [p.stem for p in paths], paths, name='jpegs')
+
+def empty_gallery(folder:Path, n:int)->ImageDataset:
+    "`n` empty files: a gallery whose images are never decoded (their features come from a stand-in store)"
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [f'{i:07d}' for i in range(n)]
+    for i in ids: (folder/f'{i}.jpg').touch()
+    return ImageDataset(folder, ids, [folder/f'{i}.jpg' for i in ids], name='gallery')
+
+def unit(rng, n, dim):
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+def clip_model(args, tmp, device):
+    if args.quick: return BiEncoder(str(save_tiny_clip(tmp/'clip')), None, device=device)
+    return BiEncoder(args.sizes['clip'], None, device=device)   # random weights, the real architecture
+
+def bench_embed(args, tmp, device):
+    s = args.sizes
+    gallery = jpeg_folder(tmp/'jpegs', s['embed_images'])
+    bi, rows = clip_model(args, tmp, device), []
+    bi.encode_gallery(ImageDataset(gallery.root, gallery.image_ids[:8], gallery.paths[:8]))   # warm-up
+    for batch in s['embed_batches']:
+        bi.batch_size = batch
+        with Timer(device) as t: bi.encode_gallery(gallery)
+        rows.append(dict(batch_size=batch, images_per_s=round(len(gallery) / t.seconds, 1)))
+    best = max(rows, key=lambda r: r['images_per_s'])
+    return dict(model=bi.model_id, images=len(gallery), image_size='500x375 JPEG', per_batch=rows,
+                best_batch=best['batch_size'], images_per_s=best['images_per_s'], cuda_peak_mb=cuda_peak(device, True))
+
+def stage1_times(bi, index, queries):
+    times = []
+    for q in queries:
+        with Timer(bi.device) as t: index.search(bi.encode_text([q]), 100)
+        times.append(t.seconds)
+    return times
+
+def bench_stage1(args, tmp, device):
+    s, rng = args.sizes, np.random.default_rng(0)
+    bi = clip_model(args, tmp, device)
+    queries = (CAPTIONS * s['queries'])[:s['queries']]
+    flat = ImageIndex(bi.dim, 'flat', bi.model_id)
+    flat.add([str(i) for i in range(s['gallery'])], unit(rng, s['gallery'], bi.dim))
+    stage1_times(bi, flat, queries[:2])   # warm-up
+    out = dict(model=bi.model_id, k=100, flat=dict(n=s['gallery'], **pct(stage1_times(bi, flat, queries))))
+    del flat
+    ivf = ImageIndex(bi.dim, 'ivfflat', bi.model_id, nlist=_ivf_nlist(s['ivf']))   # lists for 1M, trained on a sample
+    with Timer() as t_build:
+        ivf.train(unit(rng, min(s['ivf'], 200_000), bi.dim))
+        for start in range(0, s['ivf'], 250_000):
+            n = min(250_000, s['ivf'] - start)
+            ivf.add([str(i) for i in range(start, start + n)], unit(rng, n, bi.dim))
+    out['ivf'] = dict(n=s['ivf'], nlist=ivf._index.nlist, nprobe=ivf._index.nprobe, build_s=round(t_build.seconds, 1),
+                      gpu=ivf.use_gpu, **pct(stage1_times(bi, ivf, queries)))
+    return out
+
+def load_arch(arch, dtype, args, tmp):
+    "The full-size architecture (or a tiny one with --quick) in `dtype`, and its processor"
+    if not args.quick: return build(arch, dtype)
+    folder = tmp/f'tiny_{arch}'
+    if not folder.exists(): (save_tiny_blip2_itm if arch == 'blip2' else save_tiny_blip_itm)(folder)
+    ce = CrossEncoder(str(folder), device='cpu', dtype=dtype)
+    return ce.model, ce.processor
+
+def wrap(model, processor, device, dtype, **kw):
+    "A CrossEncoder around `model`, its store big enough for every candidate"
+    store = FeatureStore(max_bytes=64 * 2**30, model_id='suite')
+    return CrossEncoder.from_model(model, processor, device=device, dtype=dtype, store=store, **kw)
+
+class _RandomVision(torch.nn.Module):
+    "Stands in for a vision tower: random features of the real shape, at no cost (the store is filled with them)"
+    def __init__(self, tokens, width, dtype):
+        super().__init__(); self.tokens,self.width = tokens,width
+        self.dummy = torch.nn.Parameter(torch.zeros(1, dtype=dtype), requires_grad=False)
+    def forward(self, pixel_values):
+        g = torch.Generator().manual_seed(len(pixel_values))
+        x = torch.randn(len(pixel_values), self.tokens, self.width, generator=g)
+        return SimpleNamespace(last_hidden_state=x.to(pixel_values.device, self.dummy.dtype))
+
+def vision_shape(ce):
+    vc = ce.model.config.vision_config
+    return (vc.image_size // vc.patch_size)**2 + 1, vc.hidden_size
+
+def fill_store(ce, paths):
+    "Put random features (or packs of keys and values, under store_kv) for `paths` in `ce`'s store"
+    real = ce.model.vision_model
+    ce.model.vision_model = _RandomVision(*vision_shape(ce), next(real.parameters()).dtype).to(ce.device)
+    try: ce.image_features(paths)
+    finally: ce.model.vision_model = real
+
+def time_rerank(ce, paths, reps, batch):
+    ce.batch_size = batch
+    ce.score(QUERY, paths[:4])                         # warm-up at this batch size
+    times = []
+    for _ in range(reps):
+        with Timer(ce.device) as t: ce.score(QUERY, paths)
+        times.append(t.seconds)
+    return times
+
+def half_probe(model, processor, device, paths, half):
+    "How many times slower `half` (emulated on this CPU) is than float32, on 8 pairs; casts `model` to `half`"
+    out = {}
+    for dt in (torch.float32, half):
+        ce = wrap(model.to(dt), processor, device, dt)
+        fill_store(ce, paths[:8])
+        out[dt] = time_rerank(ce, paths[:8], 1, 8)[0]
+    return round(out[half] / out[torch.float32], 2)
+
+def bench_stage2_arch(arch, args, tmp, device, paths):
+    rows, half = [], half_dtype(device)
+    for dtype in (torch.float32,) + ((half,) if half else ()):
+        model, processor = load_arch(arch, dtype, args, tmp)
+        for store_kv in (False, True):
+            ce = wrap(model, processor, device, dtype, store_kv=store_kv)
+            cuda_peak(device, reset=True)
+            fill_store(ce, paths)
+            for batch in (4, None):
+                times = time_rerank(ce, paths, args.sizes['reps'], batch)
+                rows.append(dict(dtype=str(dtype).removeprefix('torch.'), batch=batch or 'auto',
+                                 stored='keys+values' if store_kv else 'features', **pct(times),
+                                 store_bytes_per_image=ce.store.nbytes // len(ce.store), cuda_peak_mb=cuda_peak(device)))
+    base = next(r for r in rows if r['dtype'] == 'float32' and r['stored'] == 'features' and r['batch'] == 4)
+    for r in rows: r['speedup'] = round(base['p50_ms'] / r['p50_ms'], 2)
+    out = dict(candidates=len(paths), rows=rows, best=min(rows, key=lambda r: r['p50_ms']))
+    if device.type == 'cpu' and not half:
+        out['bfloat16_emulated_slowdown'] = half_probe(model, processor, device, paths, torch.bfloat16)
+    return out
+
+def bench_stage2(args, tmp, device):
+    paths = jpeg_folder(tmp/'candidates', args.sizes['candidates']).paths   # decoded once, to fill the store
+    return {arch: bench_stage2_arch(arch, args, tmp, device, paths) for arch in ('blip2', 'blip')}
+
+class _StandInStore(FeatureStore):
+    "A store that has features for every image: one of a few random tensors of the real shape (e2e's 31k gallery)"
+    def __init__(self, pool): super().__init__(max_bytes=0, model_id='stand-in'); self.pool = pool
+    def get(self, key):
+        self.hits += 1
+        return self.pool[hash(key) % len(self.pool)]
+
+def bench_e2e(args, tmp, device):
+    s, rng = args.sizes, np.random.default_rng(1)
+    bi = clip_model(args, tmp, device)
+    gallery = empty_gallery(tmp/'e2e', s['gallery'])
+    index = ImageIndex(bi.dim, 'flat', bi.model_id)
+    index.add(gallery.image_ids, unit(rng, len(gallery), bi.dim))
+    dtype = autocast_dtype(device) or torch.float32   # the engine's defaults: CUDA half, CPU float32, batch unset
+    ce = CrossEncoder.from_model(*load_arch('blip2', dtype, args, tmp), device=device, dtype=dtype)
+    vdtype = next(ce.model.vision_model.parameters()).dtype
+    ce.store = _StandInStore([torch.randn(*vision_shape(ce)).to(ce.device, vdtype) for _ in range(16)])
+    engine = HybridSearchEngine(bi, ce, index, gallery, SearchConfig(k1=100, k2=10, show_progress=False))
+    queries = (CAPTIONS * s['e2e_queries'])[:s['e2e_queries']]
+    engine.text_to_image_hybrid_search(queries[0])   # warm-up
+    cuda_peak(device, reset=True)
+    times, stage1, stage2 = [], [], []
+    for q in queries:
+        with Timer(device) as t: r = engine.text_to_image_hybrid_search(q)
+        times.append(t.seconds); stage1.append(r.stage1_s); stage2.append(r.stage2_s)
+    batch = (CAPTIONS * s['batch_queries'])[:s['batch_queries']]
+    with Timer(device) as tb: engine.batch_text_to_image_search(batch)
+    return dict(gallery=len(gallery), k1=100, k2=10, cross_encoder='blip2', dtype=str(ce.dtype).removeprefix('torch.'),
+                query=pct(times), stage1=pct(stage1), stage2=pct(stage2), batch_queries=len(batch),
+                queries_per_s=round(len(batch) / tb.seconds, 2), cuda_peak_mb=cuda_peak(device))
+
+SECTIONS = dict(embed=bench_embed, stage1=bench_stage1, stage2=bench_stage2, e2e=bench_e2e)
+
+def ms(x): return f"{x['p50_ms']:,.1f} / {x['p95_ms']:,.1f}"
+
+def table(r)->str:
+    "The markdown table of one suite run"
+    env, rows = r['environment'], []
+    where = env['gpu'] or f"{env['cpu']}, {env['threads']} threads"
+    add = lambda what, value, note='': rows.append(f'| {what} | {value} | {note} |')
+    if 'embed' in r:
+        e = r['embed']; add('CLIP ViT-B-32 embedding (JPEG decoding included)', f"{e['images_per_s']:,.0f} images/s",
+                            f"batch {e['best_batch']}")
+    if 'stage1' in r:
+        s1 = r['stage1']
+        add(f"stage 1: text + FAISS flat, {s1['flat']['n']:,} images, p50 / p95", f"{ms(s1['flat'])} ms", 'k1 = 100')
+        add(f"stage 1: text + FAISS IVF-flat, {s1['ivf']['n']:,} vectors, p50 / p95", f"{ms(s1['ivf'])} ms",
+            f"nprobe {s1['ivf']['nprobe']} of {s1['ivf']['nlist']}")
+    for arch, name in (('blip2', 'BLIP-2 ITM'), ('blip', 'BLIP ITM')):
+        if arch not in r.get('stage2', {}): continue
+        st = r['stage2'][arch]
+        for row in st['rows']:
+            add(f"stage 2: {name}, {st['candidates']} candidates, {row['dtype']}, batch {row['batch']}, stored "
+                f"{row['stored']}, p50 / p95", f"{ms(row)} ms", f"{row['speedup']}× the plan's setting")
+        if 'bfloat16_emulated_slowdown' in st:
+            slower = st['bfloat16_emulated_slowdown']
+            add(f"stage 2: {name} in bfloat16", 'not run', f"emulated on this CPU: {slower}× slower than float32 (8 pairs)")
+    if 'e2e' in r:
+        e = r['e2e']
+        add(f"text query end to end ({e['gallery']:,} images, k1 100 -> k2 10, BLIP-2, {e['dtype']}), p50 / p95",
+            f"{ms(e['query'])} ms", f"stage 2: {ms(e['stage2'])} ms")
+        add(f"batched text queries ({e['batch_queries']} at once)", f"{e['queries_per_s']} queries/s", '')
+    cuda = f"CUDA peak {r['cuda_peak_mb']} MB" if r['cuda_peak_mb'] else ''
+    add('peak memory (process RSS)', f"{r['peak_rss_mb']:,.0f} MB", cuda)
+    head = (f"Measured {env['date']} on {where} (`python benchmarks/suite.py`):\n\n"
+            "| what | measured | note |\n|---|---|---|\n")
+    return head + '\n'.join(rows) + '\n'
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--device', default=None, help='cpu or cuda; default: cuda when available')
+    ap.add_argument('--only', default=','.join(SECTIONS), help='comma-separated sections: ' + ', '.join(SECTIONS))
+    ap.add_argument('--quick', action='store_true', help='tiny models, small sizes: a smoke test, not a measurement')
+    ap.add_argument('--output-dir', default=str(Path(__file__).parent/'results'))
+    ap.add_argument('--table', metavar='JSON', help="only write the markdown table of a suite's JSON, beside it")
+    args = ap.parse_args(argv)
+    if args.table:
+        path = Path(args.table)
+        with atomic_write(path.with_suffix('.md'), 'w') as f: f.write(table(json.loads(path.read_text())))
+        return
+    only = [s.strip() for s in args.only.split(',') if s.strip()]
+    if bad := [s for s in only if s not in SECTIONS]: ap.error(f"unknown section {bad[0]!r}; expected {list(SECTIONS)}")
+    device = default_device(args.device)
+    args.sizes = FULL | (CUDA if device.type == 'cuda' else {}) | (QUICK if args.quick else {})
+    out = dict(benchmark='suite', quick=args.quick, environment=environment(device), sizes=args.sizes)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in only:
+            with Timer() as t: out[name] = SECTIONS[name](args, Path(tmp), device)
+            out[name]['section_s'] = round(t.seconds, 1)
+            print(f'{name}: {t.seconds:.0f} s', file=sys.stderr)
+    out['peak_rss_mb'] = rss_peak_mb()
+    out['cuda_peak_mb'] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == 'cuda' else None
+    folder, stem = Path(args.output_dir), 'suite_' + ('quick_' if args.quick else '') + device.type
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_write(folder/f'{stem}.json', 'w') as f: f.write(json.dumps(out, indent=2) + '\n')
+    with atomic_write(folder/f'{stem}.md', 'w') as f: f.write(table(out))
+    print(json.dumps(out))
+    return out
+
+if __name__ == '__main__': main()
