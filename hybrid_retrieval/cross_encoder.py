@@ -511,9 +511,9 @@ def _cross_kv(model, backend:str)->list:
             for p in (l.crossattention.attention.key, l.crossattention.attention.value)]
 
 # %% ../nbs/04_cross_encoder.ipynb #85303126
-def _kv_or_linear(proj, start:int, stop:int, width:int, x:torch.Tensor)->torch.Tensor:
-    "A key / value projection that reads its slice of a stored pack (last dimension `width`), else projects `x`"
-    return x[..., start:stop] if x.shape[-1] == width else F.linear(x, proj.weight, proj.bias)
+def _kv_or_linear(project, start:int, stop:int, width:int, x:torch.Tensor)->torch.Tensor:
+    "A key / value projection that reads its slice of a stored pack (last dimension `width`), else `project(x)`"
+    return x[..., start:stop] if x.shape[-1] == width else project(x)
 
 # %% ../nbs/04_cross_encoder.ipynb #c062438d
 @patch
@@ -525,7 +525,7 @@ def _install_kv(self:CrossEncoder):
     sizes = [p.out_features for p in self._kv_projs]
     ends = np.cumsum([self.vision_width] + sizes).tolist()
     for p,start,stop in zip(self._kv_projs, ends, ends[1:]):
-        p.forward = partial(_kv_or_linear, p, start, stop, ends[-1])
+        p.forward = partial(_kv_or_linear, p.forward, start, stop, ends[-1])   # the layer's own forward otherwise
 
 # %% ../nbs/04_cross_encoder.ipynb #5fff8cbc
 @patch
