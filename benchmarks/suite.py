@@ -284,11 +284,13 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.table:
         path = Path(args.table)
+        if not path.is_file(): ap.error(f"--table: no suite JSON at {path}")
         with atomic_write(path.with_suffix('.md'), 'w') as f: f.write(table(json.loads(path.read_text())))
         return
     only = [s.strip() for s in args.only.split(',') if s.strip()]
     if bad := [s for s in only if s not in SECTIONS]: ap.error(f"unknown section {bad[0]!r}; expected {list(SECTIONS)}")
-    device = default_device(args.device)
+    try: device = default_device(args.device)
+    except (ValueError, RuntimeError) as e: ap.error(str(e))
     args.sizes = FULL | (CUDA if device.type == 'cuda' else {}) | (QUICK if args.quick else {})
     out = dict(benchmark='suite', quick=args.quick, environment=environment(device), sizes=args.sizes)
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,7 @@ from fastcore.basics import patch
 from transformers import (AutoConfig, AutoProcessor, BlipForImageTextRetrieval, Blip2ForImageTextRetrieval,
                           Blip2ForConditionalGeneration)
 from .core import (HybridRetrievalError, ModelLoadError, default_device, half_dtype, atomic_write,
-                                   sha256_str, check_text, model_dir, file_stamp, human_bytes)
+                                   sha256_str, check_text, check_positive_int, model_dir, file_stamp, human_bytes)
 from .data import ImageDataset, ImageLoadError, load_image, to_rgb
 
 # %% auto #0
@@ -200,8 +200,8 @@ class CrossEncoder:
                  store_kv:bool=False,            # ITM: also store each image's cross-attention keys and values
                  device_store_bytes:int|None=None, # keep stored features on `device`, up to this many bytes
                  cpu_bf16:bool=False):           # dtype None on a CPU with native bfloat16: use it
-        for name,v in (('batch_size', batch_size or 1), ('image_batch_size', image_batch_size or 1)):
-            if v < 1: raise ValueError(f"{name} must be at least 1, got {v}")
+        for name,v in (('batch_size', batch_size), ('image_batch_size', image_batch_size)):
+            if v is not None: check_positive_int(v, name)   # None: sized by memory; 0 would never advance
         self.model_id,self.device = str(model_id),default_device(device)
         half = half_dtype(self.device) if self.device.type == 'cuda' or cpu_bf16 else None
         self.dtype = dtype or half or torch.float32
@@ -448,12 +448,11 @@ def _feature_batches(self:CrossEncoder, feats:list[torch.Tensor]):
     if not self._on_cuda() or not feats: return per_batch
     distinct = list({id(f): f for f in feats}.values())
     if sum(f.numel() for f in distinct) * fdtype.itemsize > self._free_bytes() / 4: return per_batch
-    host = [f for f in distinct if f.device.type == 'cpu']
-    if host:
-        stacked = torch.stack(host)
-        if torch.cuda.is_available(): stacked = stacked.pin_memory()   # pinned: the copy below runs asynchronously
-        moved = iter(stacked.to(self.device, non_blocking=True))
-    on_device = torch.stack([next(moved) if f.device.type == 'cpu' else f for f in distinct]).to(fdtype)
+    if all(f.device.type == 'cpu' for f in distinct):   # stacked straight into pinned memory: one host copy, and
+        pinned = torch.empty((len(distinct), *distinct[0].shape), dtype=distinct[0].dtype,   # the copy to the device
+                             pin_memory=torch.cuda.is_available())                          # runs asynchronously
+        on_device = torch.stack(distinct, out=pinned).to(self.device, fdtype, non_blocking=True)
+    else: on_device = torch.stack([f.to(self.device) for f in distinct]).to(fdtype)   # some already on the device
     row = {id(f): n for n,f in enumerate(distinct)}
     index = torch.tensor([row[id(f)] for f in feats], device=self.device)
     return lambda s, e: on_device[index[s:e]]

@@ -30,6 +30,8 @@ def test_unknown_section_is_one_line(tmp_path):
     done = run_suite('--only', 'stage3', tmp=tmp_path)
     assert done.returncode == 2 and "unknown section 'stage3'" in done.stderr
     assert 'Traceback' not in done.stderr
+    done = run_suite('--table', str(tmp_path/'missing.json'), tmp=tmp_path)
+    assert done.returncode == 2 and 'no suite JSON at' in done.stderr and 'Traceback' not in done.stderr
 
 def test_readme_table_is_the_suites():
     "The README shows the committed CPU run's table exactly (rerun the suite, then paste its .md into nbs/index.ipynb)"
