@@ -293,18 +293,22 @@ def main(argv=None):
     except (ValueError, RuntimeError) as e: ap.error(str(e))
     args.sizes = FULL | (CUDA if device.type == 'cuda' else {}) | (QUICK if args.quick else {})
     out = dict(benchmark='suite', quick=args.quick, environment=environment(device), sizes=args.sizes)
+    stem = 'suite_' + ('quick_' if args.quick else '') + device.type
     with tempfile.TemporaryDirectory() as tmp:
         for name in only:
             with Timer() as t: out[name] = SECTIONS[name](args, Path(tmp), device)
             out[name]['section_s'] = round(t.seconds, 1)
             print(f'{name}: {t.seconds:.0f} s', file=sys.stderr)
+            save(out, device, Path(args.output_dir), stem)   # after each section: a run cut short keeps what it measured
+    print(json.dumps(out))
+    return out
+
+def save(out, device, folder, stem):
+    "Write the suite's JSON and markdown table so far, each atomically"
     out['peak_rss_mb'] = rss_peak_mb()
     out['cuda_peak_mb'] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == 'cuda' else None
-    folder, stem = Path(args.output_dir), 'suite_' + ('quick_' if args.quick else '') + device.type
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_write(folder/f'{stem}.json', 'w') as f: f.write(json.dumps(out, indent=2) + '\n')
     with atomic_write(folder/f'{stem}.md', 'w') as f: f.write(table(out))
-    print(json.dumps(out))
-    return out
 
 if __name__ == '__main__': main()
