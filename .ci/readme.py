@@ -19,7 +19,9 @@ def cell_text(cell):
 def readme():
     nb = json.loads((root/'nbs'/'index.ipynb').read_text())
     parts = [t for c in nb['cells'] if (t := cell_text(c)) is not None]
-    return ('\n\n'.join(parts) + '\n').replace('](tutorials/', '](nbs/tutorials/')
+    text = '\n\n'.join(parts) + '\n'
+    for folder in ('tutorials/', 'screenshots/'): text = text.replace(f']({folder}', f'](nbs/{folder}')
+    return text
 
 if __name__ == '__main__':
     text, path = readme(), root/'README.md'

@@ -32,10 +32,12 @@ __all__ = ['cmd_index', 'cmd_search', 'cmd_verify', 'cmd_serve', 'cmd_eval', 'cm
 
 # %% ../nbs/11_cli.ipynb #bdc71141
 def _process_flags(p:argparse.ArgumentParser):
-    "`--threads`, and `--debug` after the sub-command too (no default: it must not reset a `--debug` given before it)"
+    "`--threads`; `--debug` and `--quiet` after the sub-command too (no default: it must not reset one given before it)"
     p.add_argument('--threads', type=int, help="torch's CPU threads (default: performance.threads, else the cores this "
                                                "process may use)")
     p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument('-q', '--quiet', action='store_true', default=argparse.SUPPRESS,
+                   help='no progress bars (they show only when stderr is a terminal)')
 
 # %% ../nbs/11_cli.ipynb #b64558c2
 def _common()->argparse.ArgumentParser:
@@ -192,11 +194,17 @@ def _parser()->argparse.ArgumentParser:
     description = 'Two-stage image search: CLIP + FAISS candidates, re-ranked by a BLIP / BLIP-2 cross-encoder.'
     p = argparse.ArgumentParser(prog='hybrid-retrieval', description=description)
     p.add_argument('--debug', action='store_true', help='show tracebacks')
+    p.add_argument('-q', '--quiet', action='store_true', help='no progress bars (shown only when stderr is a terminal)')
     sub = p.add_subparsers(dest='command', required=True, metavar='{index,search,verify,serve,eval,demo,toy-train}')
     common = _common()
     for build in (_index_parser, _search_parser, _verify_parser, _serve_parser, _eval_parser): build(sub, common)
     _demo_parser(sub); _toy_train_parser(sub)
     return p
+
+# %% ../nbs/11_cli.ipynb #25dbb0b1
+def _progress(args)->bool:
+    "Show progress bars: stderr is a terminal and `--quiet` was not given"
+    return not args.quiet and sys.stderr.isatty()
 
 # %% ../nbs/11_cli.ipynb #05d87745
 _OVERRIDES = {'clip_model': ('stage1', 'model'), 'pretrained': ('stage1', 'pretrained'), 'k1': ('stage1', 'k1'),
@@ -212,6 +220,7 @@ def _config(args)->HybridConfig:
     if getattr(args, 'mmr', None) is not None: config.mmr.enabled, config.mmr.lambda_ = True, args.mmr
     if args.device: config.device = args.device
     if args.index: config.index.path = args.index
+    config.performance.show_progress = config.performance.show_progress and _progress(args)
     apply_process_settings(validate(config))
     return config
 
@@ -439,7 +448,7 @@ def cmd_eval(args):
 def cmd_demo(args):
     "`hybrid-retrieval demo`: the offline toy-world comparison"
     for flag,n in (('--queries', args.queries), ('--cross-queries', args.cross_queries)): check_positive_int(n, flag)
-    out = run_demo(args.figure, args.queries, args.cross_queries, args.seed, args.device)
+    out = run_demo(args.figure, args.queries, args.cross_queries, args.seed, args.device, show_progress=_progress(args))
     rows = demo_rows(out['report'])
     head = (f"toy world, text -> image: {out['report']['n_images']:,} held-out pictures; captions as queries: "
             f"{args.queries:,} for CLIP and the hybrid, {args.cross_queries:,} for the cross-encoder alone "
@@ -452,7 +461,7 @@ def cmd_demo(args):
 def cmd_toy_train(args):
     "`hybrid-retrieval toy-train`: train the toy models into --out"
     cfg = ToyTrainConfig(**{f.name: getattr(args, f.name) for f in fields(ToyTrainConfig) if f.name != 'log_every'})
-    dest = train_toy_models(Path(args.out).expanduser(), cfg)
+    dest = train_toy_models(Path(args.out).expanduser(), cfg, show_progress=_progress(args))
     print(f"wrote {dest}; use the models with --clip-model {dest/'clip'} --cross-model {dest/'cross_encoder'}")
 
 # %% ../nbs/11_cli.ipynb #e37de1fd

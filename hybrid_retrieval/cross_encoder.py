@@ -303,7 +303,7 @@ def _measured(self:CrossEncoder, attr:str, desc:str, run, start:int, end:int):
 def _backoff(self:CrossEncoder, n:int, attr:str, run, desc:str)->list:
     "Run `run(start, end)` over `n` items in batches (`_batch_for`), halving a batch on CUDA out-of-memory (down to 1)"
     out, start = [], 0
-    bar = tqdm(total=n, desc=desc, disable=not self.show_progress or n <= self._batch_for(n, attr, desc))
+    bar = tqdm(total=n, desc=desc, disable=not self.show_progress or n <= self._batch_for(n, attr, desc), leave=False)
     while start < n:
         batch = self._batch_for(n - start, attr, desc)
         try: out.append(self._measured(attr, desc, run, start, start + batch))

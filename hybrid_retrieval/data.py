@@ -15,10 +15,10 @@ from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from .core import HybridRetrievalError, atomic_write, read_json, text_lines, short
 
 # %% auto #0
-__all__ = ['log', 'DEFAULT_MAX_PIXELS', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'SHAPES', 'SAMPLE_COLOURS', 'ImageLoadError',
-           'to_rgb', 'load_image', 'decode_image', 'safe_path', 'ImageDataset', 'load_rows_file', 'load_captions_file',
-           'save_captions_file', 'load_image_folder', 'read_flickr30k_csv', 'read_karpathy_split', 'find_flickr30k_dir',
-           'load_flickr30k', 'draw_shape', 'make_sample_dataset']
+__all__ = ['log', 'DEFAULT_MAX_PIXELS', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'KAGGLE_INPUT_VAR', 'SHAPES', 'SAMPLE_COLOURS',
+           'ImageLoadError', 'to_rgb', 'load_image', 'decode_image', 'safe_path', 'ImageDataset', 'load_rows_file',
+           'load_captions_file', 'save_captions_file', 'load_image_folder', 'read_flickr30k_csv', 'read_karpathy_split',
+           'kaggle_input_root', 'find_flickr30k_dir', 'load_flickr30k', 'draw_shape', 'make_sample_dataset']
 
 # %% ../nbs/01_data.ipynb #cf3288cb
 log = logging.getLogger(__name__)
@@ -373,18 +373,30 @@ def read_karpathy_split(path:str|Path)->tuple[dict[str,tuple[str,list[str]]], li
     return out, skipped
 
 # %% ../nbs/01_data.ipynb #d55f2252
+KAGGLE_INPUT_VAR = 'HYBRID_RETRIEVAL_KAGGLE_INPUT'   # a folder laid out as Kaggle's /kaggle/input, used in its place
 _FLICKR_FILES = ('results.csv', 'dataset_flickr30k.json')
 
-def find_flickr30k_dir(input_root:str|Path='/kaggle/input')->Path: # where Kaggle mounts attached datasets
-    "Find an attached Flickr30k dataset under Kaggle's input folder"
-    if not os.environ.get('KAGGLE_KERNEL_RUN_TYPE'):
-        raise ValueError('data_dir is required: give the folder holding results.csv / dataset_flickr30k.json '
-                         'and the images')
-    root = Path(input_root)
-    for depth in range(4):
-        for name in _FLICKR_FILES:
-            hits = sorted(root.glob('/'.join(['*']*depth + [name])))
-            if hits: return hits[0].parent
+def kaggle_input_root(input_root:str|Path|None=None)->Path:
+    "Where attached datasets are: `input_root`, else `$HYBRID_RETRIEVAL_KAGGLE_INPUT`, else `/kaggle/input` on Kaggle"
+    input_root = input_root or os.environ.get(KAGGLE_INPUT_VAR) or None
+    if input_root is None and not os.environ.get('KAGGLE_KERNEL_RUN_TYPE'):
+        raise ValueError('data_dir is required: give the folder holding results.csv / dataset_flickr30k.json and the '
+                         f'images, or set ${KAGGLE_INPUT_VAR} to a folder laid out as Kaggle\'s /kaggle/input')
+    root = Path(input_root or '/kaggle/input').expanduser()
+    if not root.is_dir(): raise FileNotFoundError(f"Kaggle input folder not found: {root}")
+    return root
+
+def _find_file(root:Path, name:str, depth:int=4)->Path|None:
+    "The first file called `name` under `root`, shallowest first"
+    for d in range(depth):
+        if hits := sorted(p for p in root.glob('/'.join(['*']*d + [name])) if p.is_file()): return hits[0]
+    return None
+
+def find_flickr30k_dir(input_root:str|Path|None=None)->Path: # None: `kaggle_input_root`'s rule
+    "The attached Flickr30k dataset's folder: the one holding results.csv, else dataset_flickr30k.json"
+    root = kaggle_input_root(input_root)
+    for name in _FLICKR_FILES:
+        if hit := _find_file(root, name): return hit.parent
     raise FileNotFoundError(f"no Flickr30k dataset under {root}: attach one holding {' or '.join(_FLICKR_FILES)}")
 
 # %% ../nbs/01_data.ipynb #294ef2fc
@@ -395,16 +407,19 @@ def _flickr_images_dir(data_dir:Path)->Path:
     raise FileNotFoundError(f"no folder of Flickr30k images (*.jpg) found in {data_dir}")
 
 # %% ../nbs/01_data.ipynb #b3c345d6
-def load_flickr30k(data_dir:str|Path|None=None,   # holds results.csv and/or dataset_flickr30k.json; None: on Kaggle
+def load_flickr30k(data_dir:str|Path|None=None,   # holds results.csv and/or dataset_flickr30k.json; None: discovered
                    images_dir:str|Path|None=None, # folder of the .jpg files; default: found under `data_dir`
                    split_file:str|Path|None=None, # Karpathy split file; default: dataset_flickr30k.json in `data_dir`
-                   captions_file:str|Path|None=None)->ImageDataset: # Kaggle's results.csv; default: in `data_dir`
+                   captions_file:str|Path|None=None, # Kaggle's results.csv; default: in `data_dir`
+                   input_root:str|Path|None=None)->ImageDataset: # where to discover it (`kaggle_input_root`)
     "Load Flickr30k with captions and, when the Karpathy split file is given, train / val / test splits"
-    data_dir = Path(data_dir).expanduser() if data_dir is not None else find_flickr30k_dir()
+    root_in = kaggle_input_root(input_root) if data_dir is None else None   # discovered: search the whole input root
+    data_dir = Path(data_dir).expanduser() if data_dir is not None else find_flickr30k_dir(root_in)
     if not data_dir.is_dir(): raise FileNotFoundError(f"Flickr30k folder not found: {data_dir}")
     def _default(given, name):
         if given is not None: return Path(given)
-        return next((p for p in (data_dir/name, data_dir/'flickr30k_images'/name) if p.is_file()), None)
+        here = next((p for p in (data_dir/name, data_dir/'flickr30k_images'/name) if p.is_file()), None)
+        return here or (_find_file(root_in, name) if root_in else None)
     split_file,captions_file = _default(split_file, 'dataset_flickr30k.json'),_default(captions_file, 'results.csv')
     for f in (split_file, captions_file):
         if f is not None and not f.is_file(): raise FileNotFoundError(f"Flickr30k file not found: {f}")

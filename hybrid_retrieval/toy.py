@@ -17,8 +17,8 @@ from .config import default_cache_dir, register_preset, register_data_source
 
 # %% auto #0
 __all__ = ['COLOURS', 'SIZES', 'IMAGE_SIZE', 'TRAIN_SEED', 'HELDOUT_SEED', 'VALIDATION_SEED', 'OBJECTS', 'TEMPLATES',
-           'TOY_MODELS', 'Obj', 'render', 'scene_captions', 'rebindings', 'World', 'make_world', 'toy_dataset',
-           'toy_preset']
+           'KAGGLE_DATASET', 'KARPATHY_DATASET', 'STANDIN_SPLITS', 'TOY_MODELS', 'Obj', 'render', 'scene_captions',
+           'rebindings', 'World', 'make_world', 'toy_dataset', 'kaggle_standin', 'toy_preset']
 
 # %% ../nbs/08_toy.ipynb #e608d369
 COLOURS = {'red': (220, 45, 45), 'green': (45, 170, 70), 'blue': (45, 90, 225),
@@ -133,6 +133,52 @@ def toy_dataset(dest:str|Path|None=None, # folder for the gallery; None: <cache 
                     for c in scene_captions(scene): f.write(json.dumps(dict(image=name, caption=c) | meta) + '\n')
             (tmp/'world.json').write_text(json.dumps(stamp))
     return load_captions_file(dest/'captions.jsonl', name=f'toy-{n}-seed{seed}')
+
+# %% ../nbs/08_toy.ipynb #af383104
+KAGGLE_DATASET, KARPATHY_DATASET = 'flickr-image-dataset', 'flickr30k-karpathy-split'   # the stand-in's two datasets
+STANDIN_SPLITS = {'test': 0.25, 'val': 0.125, 'restval': 0.125}   # Karpathy splits of the stand-in; the rest: train
+
+def _karpathy_json(names:list[str], world:World, splits:list[str])->dict:
+    "Karpathy's split file for `world`'s pictures, called `names`"
+    images, sent = [], 0
+    for i,(name,split) in enumerate(zip(names, splits)):
+        caps = world.captions(i)
+        images.append(dict(filename=name, imgid=i, split=split, sentids=list(range(sent, sent + len(caps))),
+                           sentences=[dict(raw=c, tokens=c.split(), imgid=i, sentid=sent + k) for k,c in enumerate(caps)]))
+        sent += len(caps)
+    return dict(images=images, dataset='flickr30k')
+
+def _results_csv(names:list[str], world:World, malformed:int)->str:
+    "Kaggle's results.csv for `world`: spaces after the separators, row `malformed` without its second separator"
+    rows = ['image_name| comment_number| comment']
+    for i,name in enumerate(names):
+        rows += [f'{name}| {k}| {c}' for k,c in enumerate(world.captions(i))]
+    rows[malformed] = rows[malformed].replace('| ', ' ', 2).replace(' ', '| ', 1)   # 'name| 4 caption'
+    return '\n'.join(rows) + '\n'
+
+# %% ../nbs/08_toy.ipynb #bb569622
+def kaggle_standin(dest:str|Path,   # the folder that plays /kaggle/input
+                   n:int=200,       # pictures
+                   seed:int=HELDOUT_SEED)->Path:
+    "A toy world laid out as Kaggle's Flickr30k dataset, with Karpathy's split file as a second dataset, under `dest`"
+    dest = Path(dest).expanduser()
+    kaggle, karpathy = dest/KAGGLE_DATASET/'flickr30k_images', dest/KARPATHY_DATASET
+    stamp = dict(kind='hybrid_retrieval Kaggle stand-in', version=1, n=n, seed=seed)
+    if (karpathy/'standin.json').is_file() and json.loads((karpathy/'standin.json').read_text()) == stamp: return dest
+    for d in (dest/KAGGLE_DATASET, karpathy):
+        if d.exists(): raise FileExistsError(f"{d} already exists: give an input folder without it")
+    world, rng = make_world(n, seed), random.Random(seed)
+    names = [f'{k:d}.jpg' for k in sorted(rng.sample(range(10**9, 10**10), n))]   # Flickr-style numeric ids
+    cut = list(itertools.accumulate(round(f * n) for f in STANDIN_SPLITS.values()))
+    splits = [next((s for s,c in zip(STANDIN_SPLITS, cut) if i < c), 'train') for i in range(n)]
+    with atomic_dir(dest/KAGGLE_DATASET) as tmp:
+        (tmp/'flickr30k_images'/'flickr30k_images').mkdir(parents=True)
+        for name,image in zip(names, world.images): image.save(tmp/'flickr30k_images'/'flickr30k_images'/name, quality=95)
+        (tmp/'flickr30k_images'/'results.csv').write_text(_results_csv(names, world, malformed=min(20, 5 * n)))
+    with atomic_dir(karpathy) as tmp:
+        (tmp/'dataset_flickr30k.json').write_text(json.dumps(_karpathy_json(names, world, splits)))
+        (tmp/'standin.json').write_text(json.dumps(stamp))
+    return dest
 
 # %% ../nbs/08_toy.ipynb #932db04b
 TOY_MODELS = Path(hybrid_retrieval.__file__).parent/'toy_models'   # shipped inside the package

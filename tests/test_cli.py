@@ -89,3 +89,37 @@ def test_eval_writes_json_csv_and_figure(env):
     assert report['bi_encoder'].startswith('local-dir:') and report['versions']['torch']
     assert (tmp/'eval'/'report.csv').read_text().startswith('method,direction,queries,R@1')
     assert (tmp/'eval'/'report.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def cli_on_terminal(environ, *args):
+    "Run the command with stderr on a pseudo-terminal, as in an interactive shell: (exit status, stdout, stderr)"
+    import fcntl, pty, struct, termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 80, 0, 0))   # 80 columns: tqdm draws nothing in 0
+    p = subprocess.Popen([script(), *args], stdout=subprocess.PIPE, stderr=slave, env=environ, text=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try: data = os.read(master, 65536)
+        except OSError: break   # the command closed the terminal
+        if not data: break
+        chunks.append(data)
+    out = p.communicate(timeout=300)[0]
+    os.close(master)
+    return p.returncode, out, b''.join(chunks).decode(errors='replace')
+
+
+def test_progress_bars_on_a_terminal_only(env):
+    tmp, environ = env
+    config = tmp/'progress.yaml'   # progress on (the default); batches of 8: the sample's 36 images take 5
+    config.write_text(f'hybrid_search:\n  stage1: {{model: "local-dir:{tmp/"clip"}", batch_size: 8}}\n'
+                      '  stage2: {model: null}\n')
+    args = lambda n: ['index', '--sample', str(tmp/f'sample_{n}'), '--index', str(tmp/f'index_{n}'),
+                      '--config', str(config)]
+    code, out, err = cli_on_terminal(environ, *args(1))
+    assert code == 0 and 'indexed 36 images' in out, err
+    assert 'encoding sample' in err and '5/5' in err, err          # the bar (batches of 8), on the terminal
+    piped = cli(environ, *args(2))
+    assert piped.returncode == 0 and 'encoding' not in piped.stderr, piped.stderr   # a log gets no bar
+    code, out, err = cli_on_terminal(environ, *args(3), '--quiet')
+    assert code == 0 and 'encoding' not in err, err

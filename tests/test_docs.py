@@ -1,6 +1,9 @@
-"The docs site's structure: every notebook is in the sidebar once, and the sidebar names no missing page."
+"""The docs site's structure: every notebook is in the sidebar once, and the sidebar names no missing page; the check of
+the rendered pages (.ci/docs_check.py) fails on each kind of broken page."""
+import importlib.util, json, os
 from pathlib import Path
-import yaml
+import pytest, yaml
+from PIL import Image
 
 NBS = Path(__file__).resolve().parent.parent/'nbs'
 
@@ -16,3 +19,67 @@ def test_sidebar_lists_every_notebook_once():
     notebooks = sorted(rel.as_posix() for rel in (p.relative_to(NBS) for p in NBS.rglob('*.ipynb')) if not any(part.startswith(('.', '_')) for part in rel.parts))
     assert sorted(listed) == notebooks
     assert len(listed) == len(set(listed))
+
+
+# The rendered-docs check (.ci/docs_check.py) fails on a broken page: each kind of breakage, on a miniature docs folder.
+spec = importlib.util.spec_from_file_location('docs_check', NBS.parent/'.ci'/'docs_check.py')
+docs_check = importlib.util.module_from_spec(spec); spec.loader.exec_module(docs_check)
+MERMAID = os.environ.get('HYBRID_RETRIEVAL_MERMAID')   # the unpacked npm package (.ci/run fetches it): diagrams drawn
+
+
+def _nb(*cells):
+    return {'cells': [{'cell_type': t, 'id': f'c{i}', 'metadata': {}, 'source': s,
+                       **({'outputs': o, 'execution_count': None} if t == 'code' else {})}
+                      for i, (t, s, o) in enumerate(cells)], 'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5}
+
+
+def _site(tmp, bad:dict):
+    "A processed docs folder with a good page and a page broken as `bad` says (the rest good)"
+    proc = tmp/'_proc'; proc.mkdir()
+    Image.new('RGB', (20, 10), 'red').save(proc/'pic.png')
+    (proc/'sidebar.yml').write_text('website:\n  sidebar:\n    contents:\n      - good.ipynb\n      - section: More\n'
+                                    '        contents:\n          - page.ipynb\n' + bad.get('sidebar', ''))
+    fm = ('raw', '---\ntitle: A page\n---', None)
+    good = [fm, ('markdown', 'Text.\n\n```{mermaid}\nflowchart LR\n  A --> B\n```\n\n![](pic.png)', None),
+            ('code', '#| echo: false\n#| output: asis\nshow_doc(f)', [{'output_type': 'display_data', 'metadata': {},
+             'data': {'text/markdown': '### f\n\n> f(x)', 'text/plain': 'f'}}]),
+            ('code', 'x = 1\nx', [{'output_type': 'execute_result', 'metadata': {}, 'execution_count': 1,
+                                    'data': {'text/plain': '1'}}])]
+    (proc/'good.ipynb').write_text(json.dumps(_nb(*good)))
+    page = [c for c in good if c[0] != 'code' or 'x = 1' not in c[1]] + bad.get('cells', [good[-1]])
+    if 'markdown' in bad: page[1] = ('markdown', bad['markdown'], None)
+    (proc/'page.ipynb').write_text(json.dumps(_nb(*page)))
+    return proc
+
+
+BROKEN = {
+    'a flag Quarto does not read': ({'cells': [('code', 'x = 1\n#| export', [])]},
+                                    "page: unprocessed cell flags: ['#| export']"),
+    'an error output': ({'cells': [('code', '1/0', [{'output_type': 'error', 'ename': 'ZeroDivisionError',
+                         'evalue': 'division by zero', 'traceback': ['Traceback (most recent call last)']}])]},
+                        'page: cell 3: error output ZeroDivisionError: division by zero'),
+    'a missing image': ({'markdown': 'See ![](missing.png)'}, "page: images that do not load: ['missing.png']"),
+    'a dead sidebar entry': ({'sidebar': '          - gone.ipynb\n'},
+                             'gone: in the sidebar, but there is no gone.ipynb'),
+}
+
+
+@pytest.mark.parametrize('name', BROKEN)
+def test_docs_check_fails_on_a_broken_page(tmp_path, name):
+    bad, problem = BROKEN[name]
+    problems = docs_check.check(_site(tmp_path, bad), tmp_path/'out', MERMAID and Path(MERMAID))
+    assert problem in problems, problems
+    assert not [p for p in problems if p.startswith('good:') and 'sidebar' not in p], problems   # the good page passes
+
+
+def test_docs_check_passes_a_good_site_and_limits_size(tmp_path):
+    proc = _site(tmp_path, {})
+    assert docs_check.check(proc, tmp_path/'out', MERMAID and Path(MERMAID)) == []
+    too_big = docs_check.check(proc, tmp_path/'out', max_kb=1)
+    assert [p.split(': ')[0] for p in too_big] == ['good', 'page'] and 'KB of HTML, over 1 KB' in too_big[0], too_big
+
+
+@pytest.mark.skipif(not MERMAID, reason='draws diagrams: needs the mermaid package ($HYBRID_RETRIEVAL_MERMAID)')
+def test_docs_check_fails_on_a_diagram_that_does_not_draw(tmp_path):
+    proc = _site(tmp_path, {'markdown': '```{mermaid}\nflowchart LR\n  A --> [[[\n```'})
+    assert 'page: 0 of 1 mermaid diagrams drawn' in docs_check.check(proc, tmp_path/'out', Path(MERMAID))
