@@ -16,7 +16,7 @@ reads), served over HTTP and opened in headless Chromium (Debian's `chromium`, d
 `--screenshots DIR` keeps one screen (1280x800) of the home page and of the demo page. Prints one line per problem;
 exits 1 if there is any.
 """
-import argparse, functools, http.server, re, shutil, sys, threading
+import argparse, functools, html, http.server, re, shutil, sys, threading
 from pathlib import Path
 import nbformat, yaml
 from nbconvert import HTMLExporter
@@ -66,7 +66,7 @@ def quarto_cell(cell):
 def nav(pages:list[str], titles:dict, here:str)->str:
     "The sidebar: a link to every page, relative to `here`"
     up = '../' * here.count('/')
-    links = ''.join(f'<li><a href="{up}{p}.html">{titles[p]}</a></li>' for p in pages)
+    links = ''.join(f'<li><a href="{up}{p}.html">{html.escape(titles[p])}</a></li>' for p in pages)
     return (f'<nav id="docs-sidebar" style="position:fixed;left:0;top:0;bottom:0;width:220px;overflow:auto;'
             f'font:13px sans-serif;padding:8px;background:#f7f7f7"><ul>{links}</ul></nav>'
             '<div style="margin-left:240px">')
@@ -90,14 +90,15 @@ def render(proc:Path, out:Path, mermaid:Path|None)->dict:
             if c.cell_type == 'markdown':
                 diagrams += len(_MERMAID.findall(c.source))
                 c.source = _MERMAID.sub('```mermaid', c.source)   # Quarto's ```{mermaid} is nbconvert's ```mermaid
-        head = f"<h1>{fm.get('title', '')}</h1><p>{fm.get('description', '')}</p>" if fm else ''
-        html, _ = exporter.from_notebook_node(nb)
+        esc = lambda k: html.escape(str(fm.get(k, '')))
+        head = f"<h1>{esc('title')}</h1><p>{esc('description')}</p>" if fm else ''
+        page, _ = exporter.from_notebook_node(nb)
         if mermaid:
-            html = _ELK.sub('const elkUrl = "";', _CDN.sub('"/_mermaid/dist/mermaid.esm.min.mjs"', html))
-        html = re.sub(r'(<body[^>]*>)', lambda m: m.group(1) + nav(pages, titles, p) + head, html, count=1)
-        html = html.replace('</body>', '</div></body>')
+            page = _ELK.sub('const elkUrl = "";', _CDN.sub('"/_mermaid/dist/mermaid.esm.min.mjs"', page))
+        page = re.sub(r'(<body[^>]*>)', lambda m: m.group(1) + nav(pages, titles, p) + head, page, count=1)
+        page = page.replace('</body>', '</div></body>')
         (out/f'{p}.html').parent.mkdir(parents=True, exist_ok=True)
-        (out/f'{p}.html').write_text(html)
+        (out/f'{p}.html').write_text(page)
         found[p] = (diagrams, problems)
     return found
 

@@ -143,8 +143,9 @@ def _karpathy_json(names:list[str], world:World, splits:list[str])->dict:
     images, sent = [], 0
     for i,(name,split) in enumerate(zip(names, splits)):
         caps = world.captions(i)
+        sentences = [dict(raw=c, tokens=c.split(), imgid=i, sentid=sent + k) for k,c in enumerate(caps)]
         images.append(dict(filename=name, imgid=i, split=split, sentids=list(range(sent, sent + len(caps))),
-                           sentences=[dict(raw=c, tokens=c.split(), imgid=i, sentid=sent + k) for k,c in enumerate(caps)]))
+                           sentences=sentences))
         sent += len(caps)
     return dict(images=images, dataset='flickr30k')
 
@@ -164,7 +165,8 @@ def kaggle_standin(dest:str|Path,   # the folder that plays /kaggle/input
     dest = Path(dest).expanduser()
     kaggle, karpathy = dest/KAGGLE_DATASET/'flickr30k_images', dest/KARPATHY_DATASET
     stamp = dict(kind='hybrid_retrieval Kaggle stand-in', version=1, n=n, seed=seed)
-    if (karpathy/'standin.json').is_file() and json.loads((karpathy/'standin.json').read_text()) == stamp: return dest
+    done = (karpathy/'standin.json').is_file() and json.loads((karpathy/'standin.json').read_text()) == stamp
+    if done and (kaggle/'results.csv').is_file(): return dest
     for d in (dest/KAGGLE_DATASET, karpathy):
         if d.exists(): raise FileExistsError(f"{d} already exists: give an input folder without it")
     world, rng = make_world(n, seed), random.Random(seed)
@@ -172,8 +174,8 @@ def kaggle_standin(dest:str|Path,   # the folder that plays /kaggle/input
     cut = list(itertools.accumulate(round(f * n) for f in STANDIN_SPLITS.values()))
     splits = [next((s for s,c in zip(STANDIN_SPLITS, cut) if i < c), 'train') for i in range(n)]
     with atomic_dir(dest/KAGGLE_DATASET) as tmp:
-        (tmp/'flickr30k_images'/'flickr30k_images').mkdir(parents=True)
-        for name,image in zip(names, world.images): image.save(tmp/'flickr30k_images'/'flickr30k_images'/name, quality=95)
+        (pictures := tmp/'flickr30k_images'/'flickr30k_images').mkdir(parents=True)
+        for name,image in zip(names, world.images): image.save(pictures/name, quality=95)
         (tmp/'flickr30k_images'/'results.csv').write_text(_results_csv(names, world, malformed=min(20, 5 * n)))
     with atomic_dir(karpathy) as tmp:
         (tmp/'dataset_flickr30k.json').write_text(json.dumps(_karpathy_json(names, world, splits)))

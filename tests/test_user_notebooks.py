@@ -56,3 +56,15 @@ def test_a_broken_cell_fails(kaggle_env, tmp_path):
     (tmp_path/'broken.ipynb').write_text(json.dumps(nb))
     r = run(tmp_path/'broken.ipynb', tmp_path, env)
     assert r.returncode == 1 and 'Flickr30k file not found: missing.json' in r.stderr, r.stderr[-2000:]
+
+
+def test_kaggle_settings_are_a_valid_configuration(monkeypatch):
+    "The notebook's own SETTINGS (what a Kaggle user runs, replaced here by $HYBRID_RETRIEVAL_CONFIG) validate"
+    cells = [''.join(c['source']) for c in json.loads(KAGGLE_NB.read_text())['cells'] if c['cell_type'] == 'code']
+    settings = next(c for c in cells if c.startswith('SETTINGS = '))
+    monkeypatch.delenv('HYBRID_RETRIEVAL_CONFIG', raising=False)
+    ns = {}
+    exec(next(c for c in cells if c.startswith('import os')) + '\n' + settings, ns)
+    config = ns['config']
+    assert (config.stage1.model, config.stage1.pretrained) == ('ViT-B-32', 'openai')
+    assert (config.stage2.model, config.stage2.features_dir) == ('Salesforce/blip2-itm-vit-g-coco', 'features')
