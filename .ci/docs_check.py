@@ -138,21 +138,26 @@ def look(page, url:str, diagrams:int, mermaid:bool)->tuple[list[str], list[str]]
 def check(proc:Path, out:Path, mermaid:Path|None=None, max_kb:int=4096, screenshots:Path|None=None)->list[str]:
     "Render and look at every page; the problems found, one line each"
     from playwright.sync_api import sync_playwright
-    found, problems = render(proc, out, mermaid), []
-    problems += [f'{p}: in the sidebar, but there is no {p}.ipynb' for p in sidebar_pages(proc) if p not in found]
+    found, problems, listed, reached = render(proc, out, mermaid), [], sidebar_pages(proc), {}
+    problems += [f'{p}: in the sidebar, but there is no {p}.ipynb' for p in listed if p not in found]
     server = serve(out)
     base = f'http://127.0.0.1:{server.server_port}'
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=shutil.which('chromium'), args=['--no-sandbox'])
+            try: browser = pw.chromium.launch(executable_path=shutil.which('chromium'), args=['--no-sandbox'])
+            except Exception as e:   # one line, not Playwright's traceback
+                raise SystemExit(f'docs check: headless Chromium cannot start ({str(e).splitlines()[0]}): '
+                                 'apt-get install -y chromium') from None
             page = browser.new_page(viewport={'width': 1280, 'height': 800})
             for p, (diagrams, nb_probs) in found.items():
                 kb = (out/f'{p}.html').stat().st_size / 1024
                 probs, links = look(page, f'{base}/{p}.html', diagrams, mermaid is not None)
                 probs = nb_probs + probs + ([f'{kb:,.0f} KB of HTML, over {max_kb:,} KB'] if kb > max_kb else [])
-                dead = [l for l in links if not page.request.get(l).ok]
+                for l in links:   # every page shows the same sidebar: fetch each target once
+                    if l not in reached: reached[l] = page.request.get(l).ok
+                dead = [l for l in links if not reached[l]]
                 if dead: probs.append(f"sidebar entries that reach no page: {dead}")
-                if len(links) != len(sidebar_pages(proc)): probs.append(f'{len(links)} sidebar entries shown')
+                if len(links) != len(listed): probs.append(f'{len(links)} sidebar entries shown')
                 problems += [f'{p}: {x}' for x in probs]
                 if screenshots and p in SHOTS:
                     screenshots.mkdir(parents=True, exist_ok=True)
