@@ -3,7 +3,7 @@
     python benchmarks/cuda_check.py [--output FILE]
 
 Tiny random-weight BLIP-2 and BLIP ITM models (no hub), 24 sample images, one query. For each backend it scores the
-pairs on the CPU in float32 (the reference) and on CUDA in: float32 with the plan's batch of 4; the default (half
+pairs on the CPU in float32 (the reference) and on CUDA in: float32 with the first version's batch of 4; the default (half
 precision, batch sized by free memory, one pinned transfer); stored keys and values; a device-resident feature store.
 It reports each one's largest score difference from the reference, whether the ranking is the same, and the batch
 size that the memory measurement chose. Then the toy world's engine (the `toy` preset, its trained models) runs the

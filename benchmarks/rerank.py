@@ -1,11 +1,11 @@
-"""Re-ranking cost: the plan's per-pair design vs the feature store, full-size BLIP / BLIP-2 architectures, random weights.
+"""Re-ranking cost: the first version's per-pair design vs the feature store, full-size BLIP / BLIP-2 architectures, random weights.
 
     python benchmarks/rerank.py --arch blip2|blip --candidates N [--device cpu|cuda] [--batch-size 4] [--output FILE]
 
 Builds the real architecture (BLIP-2: ViT-g + Q-Former, as in Salesforce/blip2-itm-vit-g; BLIP: ViT-B/16 at 384 px + BERT,
 as in Salesforce/blip-itm-base-coco) with random weights -- timing does not depend on them -- and re-ranks N generated
 candidate images for one query three ways, in one run:
-  uncached    the plan's design: the transformers class's forward on (pixels, text) per batch of pairs, vision encoder every time
+  uncached    the first version's design: the transformers class's forward on (pixels, text) per batch of pairs, vision encoder every time
   cached_cold CrossEncoder.score with an empty feature store: each image's features computed once, in batches
   cached_warm the same call again: features already stored, only the cross part runs
 Prints one JSON object.
@@ -41,7 +41,7 @@ def build(arch, dtype):
 
 @torch.inference_mode()
 def per_pair(ce, arch, images, batch_size):
-    "The plan's design: the transformers forward on pixels + text for each batch of pairs"
+    "The first version's design: the transformers forward on pixels + text for each batch of pairs"
     scores = []
     for s in range(0, len(images), batch_size):
         batch = [im for im in images[s:s + batch_size]]
@@ -57,7 +57,7 @@ def main(argv=None):
     ap.add_argument('--arch', choices=['blip2', 'blip'], required=True)
     ap.add_argument('--candidates', type=int, default=100)
     ap.add_argument('--device', default=None)
-    ap.add_argument('--batch-size', type=int, default=4, help="pairs per forward pass (the plan's 4)")
+    ap.add_argument('--batch-size', type=int, default=4, help="pairs per forward pass (the first version's 4)")
     ap.add_argument('--output', default=None, help='also write the JSON here')
     args = ap.parse_args(argv)
     if args.candidates < 1: ap.error('--candidates must be at least 1')

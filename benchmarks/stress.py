@@ -1,4 +1,4 @@
-"""Memory over many queries: the plan's "1000+ queries" stress, asserting that resident memory stays flat.
+"""Memory over many queries: a stress of 1000+ queries, asserting that resident memory stays flat.
 
     python benchmarks/stress.py [--queries 1000] [--gallery 100] [--k1 20] [--k2 5] [--limit-mb 50]
 

@@ -9,7 +9,7 @@ Real architectures with random weights (timing does not depend on the weights; n
   stage1  text encoding + FAISS search p50 / p95: flat over a Flickr30k-sized gallery (31,014), IVF-flat over 1M vectors
   stage2  re-ranking 100 candidates from the feature store, BLIP-2 ITM (ViT-g + Q-Former) and BLIP ITM (base): float32
           and the device's half precision (`half_dtype`: skipped where emulated, with a probe saying how much slower
-          it would be), the plan's batch of 4 and the engine's own (unset: as memory allows), stored features and
+          it would be), the first version's batch of 4 and the engine's own (unset: as memory allows), stored features and
           stored cross-attention keys and values
   e2e     one text query end to end (k1 100, k2 10; engine defaults, BLIP-2) p50 / p95; a batch of queries, queries/s
 Memory: the process's peak RSS, and on CUDA `torch.cuda.max_memory_allocated` per section.
@@ -259,7 +259,7 @@ def table(r)->str:
         st = r['stage2'][arch]
         for row in st['rows']:
             add(f"stage 2: {name}, {st['candidates']} candidates, {row['dtype']}, batch {row['batch']}, stored "
-                f"{row['stored']}, p50 / p95", f"{ms(row)} ms", f"{row['speedup']}× the plan's setting")
+                f"{row['stored']}, p50 / p95", f"{ms(row)} ms", f"{row['speedup']}× batch 4, the first version's")
         if 'bfloat16_emulated_slowdown' in st:
             slower = st['bfloat16_emulated_slowdown']
             add(f"stage 2: {name} in bfloat16", 'not run', f"emulated on this CPU: {slower}× slower than float32 (8 pairs)")

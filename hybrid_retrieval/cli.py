@@ -11,21 +11,16 @@ from dataclasses import fields
 from functools import partial
 from fastcore.docments import docments
 from pathlib import Path
+from . import __version__
 from .core import (HybridRetrievalError, atomic_write, check_positive_int, check_text, format_table,
-                                   set_threads, human_bytes)
-from .data import (ImageDataset, load_image, load_image_folder, load_flickr30k, load_captions_file,
-                                   make_sample_dataset)
-from .bi_encoder import BiEncoder
-from .index import ImageIndex, INDEX_TYPES, build_index, load_gallery, missing_images, index_exists
-from .hybrid_search import SearchResponse, FUSIONS, explain_results
-from .config import (HybridConfig, load_config, validate, index_dir, embedding_cache_dir, load_bi_encoder,
-                                     load_cross_encoder, load_dataset, build_engine, default_cache_dir, config_dict,
-                                     apply_process_settings)
-from .evaluation import evaluate, report_table, save_report, report_files, _variants
-from . import toy   # importing it registers the 'toy' preset and data source
-from .toy_training import ToyTrainConfig, train_toy_models
-from .toy_demo import run_demo, demo_rows
-from .scale import index_with_ray, load_image_list
+                                   set_threads, human_bytes, FUSIONS, INDEX_TYPES)
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:   # names in annotations only: importing them would load torch
+    from hybrid_retrieval.data import ImageDataset
+    from hybrid_retrieval.bi_encoder import BiEncoder
+    from hybrid_retrieval.index import ImageIndex
+    from hybrid_retrieval.hybrid_search import SearchResponse
+    from hybrid_retrieval.config import HybridConfig
 
 # %% auto #0
 __all__ = ['cmd_index', 'cmd_search', 'cmd_verify', 'cmd_serve', 'cmd_eval', 'cmd_demo', 'cmd_toy_train', 'main']
@@ -160,15 +155,17 @@ def _demo_parser(sub):
     _process_flags(de)
 
 # %% ../nbs/11_cli.ipynb #2a4dcf7b
-def _toy_train_parser(sub):
+def _toy_train_parser(sub, flags:bool=True): # add the recipe's flags (they import torch: only for toy-train)
     tt = sub.add_parser('toy-train', help='train the toy bi-encoder and cross-encoder (CPU, minutes)')
     tt.add_argument('--out', required=True, help='folder to write the models into (replaced as a whole)')
+    _process_flags(tt)
+    if not flags: return
+    from hybrid_retrieval.toy_training import ToyTrainConfig
     docs = docments(ToyTrainConfig)
     for f in fields(ToyTrainConfig):
         if f.name == 'log_every': continue
         tt.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
                         help=f'{docs[f.name]} (default {f.default})')
-    _process_flags(tt)
 
 # %% ../nbs/11_cli.ipynb #a62e01ce
 def _verify_parser(sub, common):
@@ -190,15 +187,17 @@ def _serve_parser(sub, common):
     sv.add_argument('--root-path', default='', help='the path a reverse proxy serves this under, e.g. /search')
 
 # %% ../nbs/11_cli.ipynb #92dad5a2
-def _parser()->argparse.ArgumentParser:
+def _parser(argv:list[str]|None=None # the arguments to parse: toy-train's recipe flags are added only for it
+           )->argparse.ArgumentParser:
     description = 'Two-stage image search: CLIP + FAISS candidates, re-ranked by a BLIP / BLIP-2 cross-encoder.'
     p = argparse.ArgumentParser(prog='hybrid-retrieval', description=description)
+    p.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
     p.add_argument('--debug', action='store_true', help='show tracebacks')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bars (shown only when stderr is a terminal)')
     sub = p.add_subparsers(dest='command', required=True, metavar='{index,search,verify,serve,eval,demo,toy-train}')
     common = _common()
     for build in (_index_parser, _search_parser, _verify_parser, _serve_parser, _eval_parser): build(sub, common)
-    _demo_parser(sub); _toy_train_parser(sub)
+    _demo_parser(sub); _toy_train_parser(sub, 'toy-train' in (sys.argv[1:] if argv is None else argv))
     return p
 
 # %% ../nbs/11_cli.ipynb #25dbb0b1
@@ -213,6 +212,8 @@ _OVERRIDES = {'clip_model': ('stage1', 'model'), 'pretrained': ('stage1', 'pretr
               'on_disk': ('index', 'on_disk'), 'memory_budget_mb': ('index', 'memory_budget_mb')}
 
 def _config(args)->HybridConfig:
+    from hybrid_retrieval.config import load_config, validate, apply_process_settings
+    import hybrid_retrieval.toy   # noqa: F401 (importing it registers the 'toy' preset and data source)
     path = args.config or os.environ.get('HYBRID_RETRIEVAL_CONFIG')
     config = load_config(path, args.preset)
     for flag,(section,key) in _OVERRIDES.items():
@@ -227,6 +228,9 @@ def _config(args)->HybridConfig:
 # %% ../nbs/11_cli.ipynb #31460465
 def _gallery(args, config, sample_test_frac:float=0.25)->ImageDataset|None:
     "The gallery named by the flags, else by the configuration's `data` section, else None"
+    from hybrid_retrieval.data import load_image_folder, load_flickr30k, load_captions_file, make_sample_dataset
+    from hybrid_retrieval.config import load_dataset
+    from hybrid_retrieval.scale import load_image_list
     if getattr(args, 'images', None): return load_image_folder(args.images)
     if getattr(args, 'list', None): return load_image_list(args.list, args.images_dir)
     if args.flickr30k: return load_flickr30k(args.flickr30k)
@@ -243,6 +247,7 @@ def _report_skipped(skipped:list[tuple[str,str]]):
 # %% ../nbs/11_cli.ipynb #e4c724c5
 def _index_to_extend(args, path:Path, dataset:ImageDataset)->ImageIndex|None:
     "With --extend, the saved index (checked against the gallery before any model loads), else None"
+    from hybrid_retrieval.index import ImageIndex, index_exists
     if not (args.extend and index_exists(path)): return None
     index = ImageIndex.load(path)
     gone = [i for i in index.ids if i not in dataset]
@@ -270,6 +275,8 @@ def _budget(config:HybridConfig)->int|None:
 # %% ../nbs/11_cli.ipynb #47abccb4
 def _index_in_process(args, config:HybridConfig, dataset:ImageDataset, path:Path):
     "Embed through the embedding cache in this process, extend or build the index, save it"
+    from hybrid_retrieval.index import build_index
+    from hybrid_retrieval.config import load_bi_encoder, embedding_cache_dir
     if config.index.on_disk: raise HybridRetrievalError('an on-disk index is merged from shards: add --engine ray '
                                                         '(a local Ray on this machine unless --address is given)')
     previous = _index_to_extend(args, path, dataset)
@@ -284,10 +291,12 @@ def _index_in_process(args, config:HybridConfig, dataset:ImageDataset, path:Path
 # %% ../nbs/11_cli.ipynb #82e7b69f
 def _config_encoder(config:HybridConfig, device:str|None=None)->BiEncoder:
     "The configured bi-encoder, on `device` (a Ray actor passes none: its GPU when it has one)"
+    from hybrid_retrieval.config import load_bi_encoder
     return load_bi_encoder(dataclasses.replace(config, device=device or config.device))
 
 def _index_on_ray(args, config:HybridConfig, dataset:ImageDataset, path:Path):
     "Embed on Ray into the index folder's shards (keeping finished ones), build the index from them"
+    from hybrid_retrieval.scale import index_with_ray
     if args.extend: raise HybridRetrievalError('--engine ray keeps the shards an earlier run finished by itself: '
                                                'drop --extend')
     for flag in ('shard_size', 'actors'):
@@ -306,6 +315,7 @@ def _index_on_ray(args, config:HybridConfig, dataset:ImageDataset, path:Path):
 def cmd_index(args):
     "`hybrid-retrieval index`: build or extend an index of a gallery, in this process or on Ray"
     if args.engine != 'ray' and args.address: raise HybridRetrievalError('--address needs --engine ray')
+    from hybrid_retrieval.config import index_dir
     config = _config(args)
     dataset, path = _index_gallery(args, config), index_dir(config)
     build = _index_on_ray if args.engine == 'ray' else _index_in_process
@@ -326,6 +336,7 @@ def _filters(items:list[str])->dict|None:
 
 # %% ../nbs/11_cli.ipynb #a33e0467
 def _table(response:SearchResponse, explain:bool)->str:
+    from hybrid_retrieval.hybrid_search import explain_results
     r = response
     head = (f"{r.query_type} query {r.query!r}: {len(r.results)} results from {len(r.candidates)} candidates in "
             f"{r.total_s*1000:.0f} ms (stage 1 {r.stage1_s*1000:.0f} ms, stage 2 {r.stage2_s*1000:.0f} ms)")
@@ -351,6 +362,8 @@ def cmd_search(args):
     if args.query is not None: check_text(args.query)
     flt = _filters(args.filter)
     config = _config(args)
+    from hybrid_retrieval.data import load_image
+    from hybrid_retrieval.config import build_engine, default_cache_dir
     if args.image: load_image(args.image)   # a bad query image fails before any model loads
     engine = build_engine(config, with_stage2=not args.no_rerank)
     if args.image: response = engine.image_to_image_hybrid_search(args.image, filter=flt)
@@ -368,6 +381,8 @@ def cmd_search(args):
 # %% ../nbs/11_cli.ipynb #4faf051d
 def cmd_verify(args):
     "`hybrid-retrieval verify`: check an index folder; with --prune, remove the images that are gone"
+    from hybrid_retrieval.config import index_dir
+    from hybrid_retrieval.index import ImageIndex, load_gallery, missing_images
     path = index_dir(_config(args))
     index, dataset = ImageIndex.load(path), load_gallery(path)
     gone = missing_images(index, dataset)
@@ -400,6 +415,7 @@ def cmd_serve(args):
                                                         "pip install 'hybrid-retrieval[serve]'") from None
     options = _serve_options(args)
     check_port(args.host, args.port)
+    from hybrid_retrieval.config import build_engine
     engine = build_engine(_config(args), with_stage2=not args.no_rerank)
     print(f"serving {len(engine.index):,} images on http://{args.host}:{args.port}{args.root_path}/ (Ctrl-C stops)",
           file=sys.stderr)
@@ -412,6 +428,7 @@ def _csv_list(text, cast=str):
 # %% ../nbs/11_cli.ipynb #95e99eda
 def _eval_args(args, config:HybridConfig)->tuple:
     "(methods, directions, k1s, fusions) from the flags, every value checked before any data or model loads"
+    from hybrid_retrieval.evaluation import _variants, report_files
     try: k1s = _csv_list(args.k1_sweep, int) if args.k1_sweep else (config.stage1.k1,)
     except ValueError: raise ValueError(f"--k1 expects comma-separated integers, got {args.k1_sweep!r}") from None
     fusions = _csv_list(args.fusion_sweep) if args.fusion_sweep else (config.fusion.method,)
@@ -425,6 +442,9 @@ def _eval_args(args, config:HybridConfig)->tuple:
 # %% ../nbs/11_cli.ipynb #2f4c7a60
 def cmd_eval(args):
     "`hybrid-retrieval eval`: CLIP vs hybrid vs cross-encoder on a gallery split"
+    from hybrid_retrieval.config import index_dir, load_bi_encoder, load_cross_encoder, config_dict
+    from hybrid_retrieval.index import ImageIndex, load_gallery, index_exists
+    from hybrid_retrieval.evaluation import evaluate, report_table, save_report
     config = _config(args)
     methods, directions, k1s, fusions = _eval_args(args, config)
     index, dataset = None, _gallery(args, config, sample_test_frac=1.0)
@@ -448,6 +468,8 @@ def cmd_eval(args):
 def cmd_demo(args):
     "`hybrid-retrieval demo`: the offline toy-world comparison"
     for flag,n in (('--queries', args.queries), ('--cross-queries', args.cross_queries)): check_positive_int(n, flag)
+    from hybrid_retrieval.toy_demo import run_demo, demo_rows
+    set_threads(args.threads)
     out = run_demo(args.figure, args.queries, args.cross_queries, args.seed, args.device, show_progress=_progress(args))
     rows = demo_rows(out['report'])
     head = (f"toy world, text -> image: {out['report']['n_images']:,} held-out pictures; captions as queries: "
@@ -460,6 +482,8 @@ def cmd_demo(args):
 # %% ../nbs/11_cli.ipynb #18536cd2
 def cmd_toy_train(args):
     "`hybrid-retrieval toy-train`: train the toy models into --out"
+    from hybrid_retrieval.toy_training import ToyTrainConfig, train_toy_models
+    set_threads(args.threads)
     cfg = ToyTrainConfig(**{f.name: getattr(args, f.name) for f in fields(ToyTrainConfig) if f.name != 'log_every'})
     dest = train_toy_models(Path(args.out).expanduser(), cfg, show_progress=_progress(args))
     print(f"wrote {dest}; use the models with --clip-model {dest/'clip'} --cross-model {dest/'cross_encoder'}")
@@ -480,11 +504,11 @@ def _fail(e:BaseException, unexpected:bool=False)->int:
 # %% ../nbs/11_cli.ipynb #164a77bd
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `hybrid-retrieval` command"
-    args = _parser().parse_args(argv)
+    args = _parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format='hybrid-retrieval: %(levelname)s: %(message)s', force=True)
     warnings.showwarning = lambda msg, *a, **k: print(f"hybrid-retrieval: warning: {msg}", file=sys.stderr)
     try:
-        set_threads(None if args.threads is None else check_positive_int(args.threads, '--threads'))
+        if args.threads is not None: check_positive_int(args.threads, '--threads')   # applied where torch is used
         _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print('hybrid-retrieval: interrupted', file=sys.stderr)

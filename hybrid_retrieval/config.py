@@ -41,7 +41,7 @@ class ConfigError(HybridRetrievalError, ValueError):
 @dataclass
 class Stage1Config:
     "Stage 1: CLIP + FAISS candidates"
-    k1:int=100                        # candidates from CLIP + FAISS (the plan: 50, 100, 200)
+    k1:int=100                        # candidates from CLIP + FAISS (worth comparing: 50, 100, 200)
     model:str='ViT-B-32'              # open_clip model name, 'hf-hub:...', 'local-dir:...' or a folder
     pretrained:str|None='openai'      # open_clip pretrained tag or checkpoint file
     batch_size:int=64                 # images / texts per CLIP forward pass
@@ -50,7 +50,7 @@ class Stage1Config:
 @dataclass
 class Stage2Config:
     "Stage 2: the cross-encoder"
-    k2:int=10                         # final results (the plan: 5, 10, 20)
+    k2:int=10                         # final results (typically 5, 10, 20)
     model:str|None='Salesforce/blip2-itm-vit-g' # cross-encoder hub id or folder; null: CLIP only
     backend:str|None=None             # 'blip2-itm', 'blip-itm', 'blip2-generative'; null: from the model's config
     batch_size:int|None=None          # pairs per forward pass; null: as many as memory allows; halved on CUDA OOM

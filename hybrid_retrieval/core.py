@@ -9,14 +9,13 @@ from __future__ import annotations
 import os, re, sys, json, reprlib, time, codecs, shutil, hashlib, logging, numbers, tempfile, contextlib
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # before torch loads OpenMP: idle threads sleep (see Threads)
 from pathlib import Path
-import torch
 
 # %% auto #0
-__all__ = ['BF16_CPU_FLAGS', 'log', 'HybridRetrievalError', 'ModelLoadError', 'check_text', 'check_positive_int', 'short',
-           'read_text', 'text_lines', 'read_json', 'default_device', 'autocast_dtype', 'cpu_has_bf16', 'half_dtype',
-           'Timer', 'clean_leftovers', 'atomic_write', 'atomic_dir', 'sha256_file', 'sha256_str', 'human_bytes',
-           'quiet_stdout', 'model_dir', 'file_stamp', 'unit_scale_', 'usable_cores', 'set_threads', 'Table',
-           'format_table']
+__all__ = ['BF16_CPU_FLAGS', 'log', 'INDEX_TYPES', 'IVF_TYPES', 'FUSIONS', 'HybridRetrievalError', 'ModelLoadError', 'check_text',
+           'check_positive_int', 'short', 'read_text', 'text_lines', 'read_json', 'default_device', 'autocast_dtype',
+           'cpu_has_bf16', 'half_dtype', 'Timer', 'clean_leftovers', 'atomic_write', 'atomic_dir', 'sha256_file',
+           'sha256_str', 'human_bytes', 'quiet_stdout', 'model_dir', 'file_stamp', 'unit_scale_', 'usable_cores',
+           'set_threads', 'Table', 'format_table']
 
 # %% ../nbs/00_core.ipynb #da2437d2
 class HybridRetrievalError(Exception):
@@ -79,6 +78,7 @@ def read_json(path:str|Path):
 def default_device(device:str|torch.device|None=None # 'cuda', 'cuda:1', 'cpu'; None picks the best available
                   )->torch.device:
     "The device models run on: `device` if given and usable, else CUDA when available, else the CPU"
+    import torch
     if device is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     device = torch.device(device)
     if device.type == 'cuda' and not torch.cuda.is_available():
@@ -88,6 +88,7 @@ def default_device(device:str|torch.device|None=None # 'cuda', 'cuda:1', 'cpu'; 
 # %% ../nbs/00_core.ipynb #c3425f17
 def autocast_dtype(device:str|torch.device)->torch.dtype|None:
     "Half-precision dtype to autocast to on `device`, or None for full float32"
+    import torch
     device = torch.device(device)
     if device.type != 'cuda': return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -107,6 +108,7 @@ def cpu_has_bf16(cpuinfo:str|None=None # /proc/cpuinfo's text; None reads it (ot
 # %% ../nbs/00_core.ipynb #60f165e8
 def half_dtype(device:str|torch.device)->torch.dtype|None:
     "The half precision worth running models in on `device`: `autocast_dtype` on CUDA, bfloat16 on a CPU that has it"
+    import torch
     device = torch.device(device)
     if device.type == 'cuda': return autocast_dtype(device)
     return torch.bfloat16 if device.type == 'cpu' and cpu_has_bf16() else None
@@ -118,7 +120,9 @@ class Timer:
         self.device,self.seconds = device,None
 
     def _sync(self):
-        if self.device is not None and torch.device(self.device).type == 'cuda': torch.cuda.synchronize(self.device)
+        if self.device is None: return
+        import torch
+        if torch.device(self.device).type == 'cuda': torch.cuda.synchronize(self.device)
 
     def __enter__(self):
         self._sync(); self.start = time.perf_counter()
@@ -260,12 +264,13 @@ def file_stamp(path:str|Path)->tuple[int,int]:
     return (st.st_size, st.st_mtime_ns)
 
 # %% ../nbs/00_core.ipynb #a1e5ffe8
-@torch.no_grad()
 def unit_scale_(model:torch.nn.Module)->torch.nn.Module:
     "Redraw every weight matrix (and BLIP-2's query tokens) at unit scale, std = 1/sqrt(fan-in), in place"
-    for p in model.parameters():
-        if p.dim() >= 2: p.normal_(0, p.shape[-1] ** -0.5 if p.dim() == 2 else p[0].numel() ** -0.5)
-    if hasattr(model, 'query_tokens'): model.query_tokens.normal_(0, 1)
+    import torch
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2: p.normal_(0, p.shape[-1] ** -0.5 if p.dim() == 2 else p[0].numel() ** -0.5)
+        if hasattr(model, 'query_tokens'): model.query_tokens.normal_(0, 1)
     return model
 
 # %% ../nbs/00_core.ipynb #cfc88db0
@@ -281,6 +286,7 @@ def usable_cores()->int:
 # %% ../nbs/00_core.ipynb #74f22d0c
 def set_threads(n:int|None=None)->int: # threads for torch's CPU work; None: `usable_cores()`
     "Size torch's CPU thread pool; returns the size"
+    import torch
     n = usable_cores() if n is None else check_positive_int(n, 'threads')
     if torch.get_num_threads() != n: torch.set_num_threads(n)
     return n
@@ -298,3 +304,8 @@ def format_table(rows:list[dict])->Table:
     widths = [max(len(c), *(len(row[n]) for row in cells)) for n,c in enumerate(cols)]
     line = lambda vals: '  '.join(v.ljust(w) for v,w in zip(vals, widths)).rstrip()
     return Table('\n'.join([line(cols), line(['-' * w for w in widths])] + [line(row) for row in cells]))
+
+# %% ../nbs/00_core.ipynb #1f7c1095
+INDEX_TYPES = ('flat', 'hnsw', 'ivfflat', 'ivfpq')   # FAISS index types (the index chapter builds them)
+IVF_TYPES = ('ivfflat', 'ivfpq')                     # trained, with inverted lists (which may live on disk)
+FUSIONS = ('replace', 'weighted', 'rank_fusion', 'sum')   # how stage 2's score meets stage 1's (the hybrid engine)

@@ -15,16 +15,16 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import HybridRetrievalError, Timer, check_text, check_positive_int
+from .core import HybridRetrievalError, Timer, check_text, check_positive_int, FUSIONS
 from .data import ImageDataset, load_image
 from .bi_encoder import BiEncoder
 from .index import ImageIndex, check_index_model
 from .cross_encoder import CrossEncoder, image_key
 
 # %% auto #0
-__all__ = ['log', 'FUSIONS', 'GROUP_PAIRS', 'check_k', 'SearchConfig', 'minmax', 'ranks', 'fuse_scores', 'mmr_select',
-           'SearchResult', 'SearchResponse', 'make_filter', 'HybridSearchEngine', 'fused_order', 'explain_results',
-           'visualize_scores', 'result_grid']
+__all__ = ['log', 'GROUP_PAIRS', 'check_k', 'SearchConfig', 'minmax', 'ranks', 'fuse_scores', 'mmr_select', 'SearchResult',
+           'SearchResponse', 'make_filter', 'HybridSearchEngine', 'fused_order', 'explain_results', 'visualize_scores',
+           'result_grid']
 
 # %% ../nbs/05_hybrid_search.ipynb #f573bb5e
 log = logging.getLogger(__name__)
@@ -37,8 +37,6 @@ def check_k(k1, k2, names:tuple[str,str]=('k1', 'k2'))->tuple[int,int]:
     return k1, k2
 
 # %% ../nbs/05_hybrid_search.ipynb #246a5dac
-FUSIONS = ('replace', 'weighted', 'rank_fusion', 'sum')
-
 @dataclass
 class SearchConfig:
     "Parameters of a hybrid search"
@@ -139,7 +137,7 @@ class SearchResponse:
     @property
     def total_s(self)->float: return self.stage1_s + self.stage2_s
     def pairs(self)->list[tuple[str,float]]:
-        "The plan's form: [(image_id, score), ...]"
+        "The results as [(image_id, score), ...]"
         return [(r.image_id, r.score) for r in self.results]
     def to_dict(self)->dict:
         "Plain JSON-ready dict, with `total_s`"
@@ -233,7 +231,7 @@ def _stage1(self:HybridSearchEngine, query_emb:np.ndarray, k1:int, filter=None)-
 
 # %% ../nbs/05_hybrid_search.ipynb #87cf4d58
 @patch
-def _stage1_retrieve(self:HybridSearchEngine, query:str, k1:int=100, filter=None)->list[tuple[str,float]]:
+def retrieve(self:HybridSearchEngine, query:str, k1:int=100, filter=None)->list[tuple[str,float]]:
     "Stage 1 for one text query: the `k1` best (image id, CLIP score) pairs"
     return self._stage1(self.bi_encoder.encode_text([query]), k1, filter)[0]
 
@@ -296,7 +294,7 @@ def rerank(self:HybridSearchEngine,
 
 # %% ../nbs/05_hybrid_search.ipynb #adcf59bc
 @patch
-def _stage2_rerank(self:HybridSearchEngine, query:str, candidates:list[tuple[str,float]], k2:int=10):
+def rerank_pairs(self:HybridSearchEngine, query:str, candidates:list[tuple[str,float]], k2:int=10):
     "Stage 2 for one text query: re-rank `candidates` and keep the best `k2` (image id, score) pairs"
     return [(r.image_id, r.score) for r in self.rerank(query, candidates, k2)]
 

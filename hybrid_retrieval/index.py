@@ -15,15 +15,14 @@ import numpy as np, faiss
 from fastcore.basics import patch
 from .core import (HybridRetrievalError, atomic_write, atomic_dir, clean_leftovers, sha256_file, sha256_str,
                                    model_dir, file_stamp, read_json, short, human_bytes,
-                                   quiet_stdout)
+                                   quiet_stdout, INDEX_TYPES, IVF_TYPES)
 from .data import ImageDataset, save_captions_file, load_captions_file
 from .bi_encoder import BiEncoder
 
 # %% auto #0
-__all__ = ['log', 'INDEX_TYPES', 'IVF_TYPES', 'INDEX_FORMAT_VERSION', 'FLAT_MAX', 'REFINE', 'IndexLoadError', 'ImageIndex',
-           'load_gallery', 'index_exists', 'write_embeddings', 'read_embeddings', 'EmbeddingCache', 'ShardRows',
-           'default_memory_budget', 'IndexChoice', 'choose_index', 'IndexReport', 'check_index_model', 'build_index',
-           'missing_images']
+__all__ = ['log', 'INDEX_FORMAT_VERSION', 'FLAT_MAX', 'REFINE', 'IndexLoadError', 'ImageIndex', 'load_gallery', 'index_exists',
+           'write_embeddings', 'read_embeddings', 'EmbeddingCache', 'ShardRows', 'default_memory_budget', 'IndexChoice',
+           'choose_index', 'IndexReport', 'check_index_model', 'build_index', 'missing_images']
 
 # %% ../nbs/03_index.ipynb #0bf024b0
 log = logging.getLogger(__name__)
@@ -32,8 +31,6 @@ log = logging.getLogger(__name__)
 class IndexLoadError(HybridRetrievalError):
     "A saved index is missing, damaged, or does not fit the model it is used with"
 
-INDEX_TYPES = ('flat', 'hnsw', 'ivfflat', 'ivfpq')
-IVF_TYPES = ('ivfflat', 'ivfpq')        # trained, with inverted lists (which may live on disk)
 INDEX_FORMAT_VERSION = 2
 
 # %% ../nbs/03_index.ipynb #0c93f155

@@ -1,4 +1,4 @@
-"The installed `hybrid-retrieval` command: the plan's usage lines, offline on tiny models, and one-line errors."
+"The installed `hybrid-retrieval` command: the usage lines a new user starts with, offline on tiny models, and one-line errors."
 import json, os, shutil, subprocess, sys
 from pathlib import Path
 import pytest

@@ -1,5 +1,6 @@
 """The docs site's structure: every notebook is in the sidebar once, and the sidebar names no missing page; the check of
-the rendered pages (.ci/docs_check.py) fails on each kind of broken page."""
+the rendered pages (.ci/docs_check.py) fails on each kind of broken page (in a browser: conftest.py says when one is
+missing)."""
 import importlib.util, json, os
 from pathlib import Path
 import pytest, yaml
@@ -65,14 +66,14 @@ BROKEN = {
 
 
 @pytest.mark.parametrize('name', BROKEN)
-def test_docs_check_fails_on_a_broken_page(tmp_path, name):
+def test_docs_check_fails_on_a_broken_page(tmp_path, name, needs_browser):
     bad, problem = BROKEN[name]
     problems = docs_check.check(_site(tmp_path, bad), tmp_path/'out', MERMAID and Path(MERMAID))
     assert problem in problems, problems
     assert not [p for p in problems if p.startswith('good:') and 'sidebar' not in p], problems   # the good page passes
 
 
-def test_docs_check_passes_a_good_site_and_limits_size(tmp_path):
+def test_docs_check_passes_a_good_site_and_limits_size(tmp_path, needs_browser):
     proc = _site(tmp_path, {})
     assert docs_check.check(proc, tmp_path/'out', MERMAID and Path(MERMAID)) == []
     too_big = docs_check.check(proc, tmp_path/'out', max_kb=1)
@@ -80,6 +81,6 @@ def test_docs_check_passes_a_good_site_and_limits_size(tmp_path):
 
 
 @pytest.mark.skipif(not MERMAID, reason='draws diagrams: needs the mermaid package ($HYBRID_RETRIEVAL_MERMAID)')
-def test_docs_check_fails_on_a_diagram_that_does_not_draw(tmp_path):
+def test_docs_check_fails_on_a_diagram_that_does_not_draw(tmp_path, needs_browser):
     proc = _site(tmp_path, {'markdown': '```{mermaid}\nflowchart LR\n  A --> [[[\n```'})
     assert 'page: 0 of 1 mermaid diagrams drawn' in docs_check.check(proc, tmp_path/'out', Path(MERMAID))

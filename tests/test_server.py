@@ -1,15 +1,13 @@
 """`hybrid-retrieval serve --preset toy` as a user starts it, its API over real HTTP, and its page in a real browser:
 Debian's Chromium driven by Playwright (Playwright's own browser download cannot work offline).
 
-Where `HYBRID_RETRIEVAL_BROWSER_TESTS=required` (`.ci/run` sets it), a browser that cannot start fails the test; elsewhere
-it skips it. `HYBRID_RETRIEVAL_SCREENSHOT=FILE` also saves the page's screenshot there (the docs' picture)."""
+Without a browser the page's tests skip, saying what to install; where `HYBRID_RETRIEVAL_BROWSER_TESTS=required` (CI sets
+it) they fail (tests/browser.py). `HYBRID_RETRIEVAL_SCREENSHOT=FILE` also saves the page's screenshot there (the docs' picture)."""
 import base64, json, os, shutil, signal, socket, subprocess, time, urllib.error, urllib.parse, urllib.request
 from pathlib import Path
 import pytest
 from test_cli import cli, script
-
-REQUIRED = os.environ.get('HYBRID_RETRIEVAL_BROWSER_TESTS') == 'required'
-
+from browser import launch
 
 def free_port()->int:
     with socket.socket() as s:
@@ -118,15 +116,11 @@ def test_bad_requests_on_the_toy_preset(client, method, url, kw, status, detail)
 
 
 @pytest.fixture
-def browser():
-    "Headless Chromium from the system's package"
+def browser(needs_browser):
+    "Headless Chromium from the system's package (the test skips without one: conftest.py)"
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
-        try: b = p.chromium.launch(executable_path=shutil.which('chromium') or 'chromium', args=['--no-sandbox'])
-        except Exception as e:
-            message = f'headless Chromium cannot start ({str(e).splitlines()[0]}): apt-get install -y chromium'
-            if REQUIRED: pytest.fail(message)
-            pytest.skip(message)
+        b = launch(p)
         yield b
         b.close()
 
