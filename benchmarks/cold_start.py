@@ -8,7 +8,8 @@ search's and the server's include loading torch, open_clip, transformers and the
 after the first run). The toy index is built first in a temporary cache folder (not timed). Prints one JSON object
 with the CPU's model and flags, and writes it to `--output` (default benchmarks/results/cold_start_cpu.json). The
 targets: `--help` and a bad argument under 1 s, a toy search under 5 s, on a quiet 2-core machine."""
-import argparse, json, os, platform, shutil, statistics, subprocess, tempfile, time, urllib.parse, urllib.request
+import argparse, json, os, platform, shutil, statistics, subprocess, tempfile, time, urllib.error, urllib.parse
+import urllib.request
 from pathlib import Path
 from serve import free_port, script   # benchmarks/serve.py: the installed command, a free local port
 
@@ -30,8 +31,9 @@ def timed(cmd:list[str], env:dict, ok_codes=(0,))->float:
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     secs = time.perf_counter() - start
-    if done.returncode not in ok_codes: raise SystemExit(f'{" ".join(cmd[1:])}: exit {done.returncode}: '
-                                                         f'{done.stderr.strip().splitlines()[-1:]}')
+    if done.returncode not in ok_codes:
+        last = (done.stderr.strip().splitlines() or ['no output'])[-1]
+        raise SystemExit(f'{" ".join(cmd[1:])}: exit {done.returncode}: {last}')
     return secs
 
 
@@ -48,7 +50,8 @@ def serve_first_answer(env:dict)->float:
             try:
                 with urllib.request.urlopen(url, timeout=60) as r: r.read()
                 return time.perf_counter() - start
-            except OSError: time.sleep(0.05)
+            except urllib.error.HTTPError as e: raise SystemExit(f'serve answered {e.code}: {e.read()[:200]!r}')
+            except OSError: time.sleep(0.05)   # not listening yet
         raise SystemExit('serve gave no answer in 120 s')
     finally:
         proc.terminate(); proc.wait(30)

@@ -13,7 +13,7 @@ import numpy as np, torch, torch.nn.functional as F, open_clip
 from PIL import Image
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
-from .core import ModelLoadError, default_device, autocast_dtype, sha256_file, check_text
+from .core import ModelLoadError, default_device, autocast_dtype, sha256_file, check_text, display_id
 from .data import ImageDataset, ImageLoadError, load_image, to_rgb
 
 # %% auto #0
@@ -84,7 +84,7 @@ class BiEncoder:
         with torch.inference_mode():
             self.dim = int(self.model.encode_text(self.tokenizer(['a photo']).to(self.device)).shape[-1])
 
-    def __repr__(self): return f"BiEncoder({self.model_id!r}, dim={self.dim}, device={str(self.device)!r})"
+    def __repr__(self): return f"BiEncoder({display_id(self.model_id)!r}, dim={self.dim}, device={str(self.device)!r})"
 
 # %% ../nbs/02_bi_encoder.ipynb #01533479
 def save_open_clip(model:open_clip.CLIP, # the model to save

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 import yaml, torch, transformers
-from .core import HybridRetrievalError, check_positive_int, read_text, short, set_threads
+from .core import (HybridRetrievalError, check_positive_int, read_text, short, set_threads, FUSIONS,
+                                   INDEX_TYPES, IVF_TYPES)
 from . import data as data_module
 from .data import (ImageDataset, load_image_folder, load_flickr30k, load_captions_file,
                                    make_sample_dataset)
 from .bi_encoder import BiEncoder
-from .index import (ImageIndex, IndexLoadError, INDEX_TYPES, IVF_TYPES, load_gallery, index_exists,
-                                    check_index_model)
+from .index import ImageIndex, IndexLoadError, load_gallery, index_exists, check_index_model
 from .cross_encoder import CrossEncoder, BACKENDS, SCORE_KINDS
-from .hybrid_search import HybridSearchEngine, SearchConfig, FUSIONS, check_k
+from .hybrid_search import HybridSearchEngine, SearchConfig, check_k
 
 # %% auto #0
 __all__ = ['DATA_SOURCES', 'PRESETS', 'MAX_CONFIG_BYTES', 'MAX_CONFIG_VALUES', 'default_cache_dir', 'ConfigError', 'Stage1Config',

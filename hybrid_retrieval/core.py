@@ -6,16 +6,18 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #ae3e103b
 from __future__ import annotations
-import os, re, sys, json, reprlib, time, codecs, shutil, hashlib, logging, numbers, tempfile, contextlib
+import os, re, sys, json, reprlib, time, codecs, shutil, hashlib, logging, numbers, tempfile, contextlib, importlib.util
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # before torch loads OpenMP: idle threads sleep (see Threads)
 from pathlib import Path
+from typing import TYPE_CHECKING
+if TYPE_CHECKING: import torch   # annotations only: the functions import it when called (Device and precision)
 
 # %% auto #0
-__all__ = ['BF16_CPU_FLAGS', 'log', 'INDEX_TYPES', 'IVF_TYPES', 'FUSIONS', 'HybridRetrievalError', 'ModelLoadError', 'check_text',
-           'check_positive_int', 'short', 'read_text', 'text_lines', 'read_json', 'default_device', 'autocast_dtype',
-           'cpu_has_bf16', 'half_dtype', 'Timer', 'clean_leftovers', 'atomic_write', 'atomic_dir', 'sha256_file',
-           'sha256_str', 'human_bytes', 'quiet_stdout', 'model_dir', 'file_stamp', 'unit_scale_', 'usable_cores',
-           'set_threads', 'Table', 'format_table']
+__all__ = ['PACKAGE_DIR', 'BF16_CPU_FLAGS', 'log', 'INDEX_TYPES', 'IVF_TYPES', 'FUSIONS', 'HybridRetrievalError',
+           'ModelLoadError', 'check_text', 'check_positive_int', 'short', 'display_path', 'display_id', 'read_text',
+           'text_lines', 'read_json', 'default_device', 'autocast_dtype', 'cpu_has_bf16', 'half_dtype', 'Timer',
+           'clean_leftovers', 'atomic_write', 'atomic_dir', 'sha256_file', 'sha256_str', 'human_bytes', 'quiet_stdout',
+           'model_dir', 'file_stamp', 'unit_scale_', 'usable_cores', 'set_threads', 'Table', 'format_table']
 
 # %% ../nbs/00_core.ipynb #da2437d2
 class HybridRetrievalError(Exception):
@@ -45,6 +47,21 @@ _REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 
 def short(value)->str:
     "A repr of `value` of bounded length, however big or deep `value` is"
     return _REPR.repr(value)
+
+# %% ../nbs/00_core.ipynb #9a1c0d02
+PACKAGE_DIR = Path(importlib.util.find_spec('hybrid_retrieval').origin).parent   # the installed package's folder
+
+def display_path(path:str|Path)->str:
+    "`path` as reprs show it: inside this package as `hybrid_retrieval/...`, inside the home folder as `~/...`"
+    p = Path(path)
+    for base, shown in ((PACKAGE_DIR, PACKAGE_DIR.name), (Path.home(), '~')):
+        if p.is_absolute() and p.is_relative_to(base) and base != Path('/'): return str(shown/p.relative_to(base))
+    return str(path)
+
+def display_id(model_id:str)->str:
+    "A model id with its local path shown by `display_path`; hub ids unchanged"
+    m = re.fullmatch(r'([\w-]+:)?(/[^@]*)(@\w+)?', model_id)
+    return (m[1] or '') + display_path(m[2]) + (m[3] or '') if m else model_id
 
 # %% ../nbs/00_core.ipynb #e0c47d88
 def _not_utf8(line:bytes, pos:int)->str: return f"not UTF-8 text (byte 0x{line[pos]:02x} at column {pos + 1})"

@@ -17,7 +17,7 @@ from safetensors.torch import save as st_save, load_file as st_load
 from fastcore.basics import patch
 from transformers import (AutoConfig, AutoProcessor, BlipForImageTextRetrieval, Blip2ForImageTextRetrieval,
                           Blip2ForConditionalGeneration)
-from .core import (HybridRetrievalError, ModelLoadError, default_device, half_dtype, atomic_write,
+from .core import (HybridRetrievalError, ModelLoadError, default_device, half_dtype, atomic_write, display_id,
                                    sha256_str, check_text, check_positive_int, model_dir, file_stamp, human_bytes)
 from .data import ImageDataset, ImageLoadError, load_image, to_rgb
 
@@ -240,8 +240,8 @@ class CrossEncoder:
     def score_kinds(self)->tuple[str,...]: return SCORE_KINDS[self.backend]
     def __repr__(self):
         dtype = str(self.dtype).removeprefix('torch.')
-        return (f"CrossEncoder({self.model_id!r}, backend={self.backend!r}, device={str(self.device)!r}, dtype={dtype}"
-                + (", store_kv=True" if self.store_kv else '') + ')')
+        return (f"CrossEncoder({display_id(self.model_id)!r}, backend={self.backend!r}, device={str(self.device)!r}, "
+                f"dtype={dtype}" + (", store_kv=True" if self.store_kv else '') + ')')
 
 # %% ../nbs/04_cross_encoder.ipynb #aacda441
 @patch

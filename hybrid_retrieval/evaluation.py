@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np, torch, transformers, open_clip, faiss
 from tqdm.auto import tqdm
 from . import __version__
-from .core import HybridRetrievalError, Timer, atomic_write, check_positive_int, format_table
+from .core import HybridRetrievalError, Timer, atomic_write, check_positive_int, format_table, FUSIONS
 from .data import ImageDataset
 from .bi_encoder import BiEncoder
 from .index import ImageIndex
 from .cross_encoder import CrossEncoder
-from .hybrid_search import HybridSearchEngine, SearchConfig, FUSIONS, fused_order
+from .hybrid_search import HybridSearchEngine, SearchConfig, fused_order
 
 # %% auto #0
 __all__ = ['log', 'METHODS', 'DIRECTIONS', 'rank_matrix', 'retrieval_metrics', 'latency_stats', 'peak_rss_mb', 'EvalSet',

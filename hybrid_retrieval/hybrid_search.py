@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import HybridRetrievalError, Timer, check_text, check_positive_int, FUSIONS
+from .core import HybridRetrievalError, Timer, check_text, check_positive_int, display_id, FUSIONS
 from .data import ImageDataset, load_image
 from .bi_encoder import BiEncoder
 from .index import ImageIndex, check_index_model
@@ -186,8 +186,8 @@ class HybridSearchEngine:
         self._no_stage2 = 'no cross-encoder configured'   # the fallback reason when stage 2 is absent
 
     def __repr__(self):
-        return (f"HybridSearchEngine({len(self.index)} images; stage 1 {self.bi_encoder.model_id}; stage 2 "
-                f"{self.cross_encoder.model_id if self.cross_encoder else 'none'}; k1={self.config.k1}, "
+        return (f"HybridSearchEngine({len(self.index)} images; stage 1 {display_id(self.bi_encoder.model_id)}; stage 2 "
+                f"{display_id(self.cross_encoder.model_id) if self.cross_encoder else 'none'}; k1={self.config.k1}, "
                 f"k2={self.config.k2}, fusion={self.config.fusion!r})")
 
 # %% ../nbs/05_hybrid_search.ipynb #31cb8218

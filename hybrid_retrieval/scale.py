@@ -16,11 +16,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 from faiss.contrib.ondisk import merge_ondisk
 from .core import (HybridRetrievalError, atomic_dir, file_stamp, human_bytes, quiet_stdout, sha256_file,
-                                   sha256_str, short)
+                                   sha256_str, short, IVF_TYPES)
 import hybrid_retrieval.data as data_module
 from .data import ImageDataset, load_rows_file, _add_row, _csv_rows
 from .bi_encoder import BiEncoder, prepare_image
-from .index import (ImageIndex, IndexChoice, IndexReport, IVF_TYPES, REFINE, choose_index,
+from .index import (ImageIndex, IndexChoice, IndexReport, REFINE, choose_index,
                                     read_embeddings, write_embeddings, _ivf_nlist)
 
 # %% auto #0

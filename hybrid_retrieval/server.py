@@ -24,9 +24,9 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from fastcore.basics import patch_to
 import hybrid_retrieval
-from .core import HybridRetrievalError, check_text, short
+from .core import HybridRetrievalError, check_text, short, FUSIONS
 from .data import ImageLoadError, decode_image, load_image
-from .hybrid_search import FUSIONS, HybridSearchEngine, SearchResponse, check_k
+from .hybrid_search import HybridSearchEngine, SearchResponse, check_k
 
 # %% auto #0
 __all__ = ['log', 'MAX_QUERY_CHARS', 'MAX_QUERIES', 'api', 'FORM_OVERHEAD', 'STATIC', 'MAX_UPLOAD_BYTES', 'Settings',

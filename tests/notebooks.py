@@ -5,11 +5,18 @@ In nbdev a chapter's tests run against the cells that define its functions, not 
 from them, so coverage.py would credit a module only with what *later* chapters use. Here each exported cell is compiled
 under the name and line numbers its code has in the module (the export markers `# %% ../nbs/...` say where), so the
 lines a notebook's tests run are counted where they live. Cells that are not exported (examples, tests) and the import
-cells (which nbdev rewrites to relative imports) run as before."""
-import ast, os
+cells (which nbdev rewrites to relative imports) run as before.
+
+After a notebook has run, each cell's fresh output is compared with the one stored in the notebook
+(`stored_outputs.py` says what is checked); a notebook whose stored outputs are missing, stale or hold this machine's
+paths fails, each problem in one line. With `--save` the fresh outputs are written into the notebooks instead (then run
+`nbdev-clean`); machine paths still fail."""
+import ast, copy, os, sys
 from pathlib import Path
 from IPython.core.compilerop import CachingCompiler
+from execnb.shell import CaptureShell
 from nbdev.test import nbdev_test
+from stored_outputs import cell_problems, unseen
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT/'hybrid_retrieval'
@@ -50,5 +57,28 @@ def ast_parse(self, source, filename='<unknown>', symbol='exec'):
     return tree
 
 CachingCompiler.cache, CachingCompiler.ast_parse = cache, ast_parse
+
+SAVE = '--save' in sys.argv[1:]
+_run_all = CaptureShell.run_all
+
+class StoredOutputError(AssertionError): "A notebook's stored outputs are not what its cells show now"
+
+def run_all(self, nb, *args, preproc=lambda cell: False, **kwargs):
+    "Run the notebook as nbdev-test does, then check each cell that ran against its stored output"
+    ran = [(n, cell, copy.deepcopy(cell.get('outputs', []))) for n, cell in enumerate(nb.cells) if not preproc(cell)]
+    _run_all(self, nb, *args, preproc=preproc, **kwargs)
+    name = Path(getattr(nb, 'path_', None) or self._fname or '?').name
+    if SAVE:
+        for _, cell, _ in ran:
+            if unseen(cell): cell.outputs = []
+    problems = [f'{name} cell {n} ({cell.get("id")}): {p}' for n, cell, stored in ran
+                for p in cell_problems(cell, stored, cell.get('outputs', []))
+                if not SAVE or 'path of this machine' in p]
+    if problems:
+        sys.__stderr__.write('\n'.join(problems) + '\n')
+        raise StoredOutputError(f'{name}: {len(problems)} stored output problem(s), listed above; refresh them with '
+                                '`python tests/notebooks.py --save <notebook>` then `nbdev-clean`')
+
+CaptureShell.run_all = run_all
 
 if __name__ == '__main__': nbdev_test()

@@ -40,12 +40,13 @@ def docs_step()->tuple[bool, float, str]:
     if problem and not BROWSER_REQUIRED:
         print(f'\n== docs pages: skipped: {problem}', flush=True)
         return True, 0.0, ''
-    shots = tempfile.mkdtemp(prefix='docs-shots-')
+    shots = Path(tempfile.mkdtemp(prefix='docs-shots-'))
     mermaid = os.environ.get('HYBRID_RETRIEVAL_MERMAID')
-    check = [sys.executable, '.ci/docs_check.py', '--screenshots', shots] + (['--mermaid', mermaid] if mermaid else [])
+    draw = ['--mermaid', mermaid] if mermaid else []
+    check = [sys.executable, '.ci/docs_check.py', '--screenshots', str(shots), *draw]
     try: return step('docs pages, rendered and looked at in headless Chromium', ['nbdev-proc-nbs'], check)
     finally:
-        for d in ('_proc', '_site_check', shots): shutil.rmtree(ROOT/d if d[0] == '_' else d, ignore_errors=True)
+        for d in (ROOT/'_proc', ROOT/'_site_check', shots): shutil.rmtree(d, ignore_errors=True)
 
 
 def main(nbdev_args:list[str])->int:

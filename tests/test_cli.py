@@ -28,7 +28,7 @@ def cli(environ, *args, cwd=None):
     return subprocess.run([script(), *args], capture_output=True, text=True, env=environ, cwd=cwd, timeout=300)
 
 
-def test_index_then_the_plans_usage_lines(env):
+def test_index_then_the_readmes_usage_lines(env):
     tmp, environ = env
     done = cli(environ, 'index', '--sample', str(tmp/'sample'))
     assert done.returncode == 0, done.stderr

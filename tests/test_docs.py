@@ -1,10 +1,12 @@
 """The docs site's structure: every notebook is in the sidebar once, and the sidebar names no missing page; the check of
 the rendered pages (.ci/docs_check.py) fails on each kind of broken page (in a browser: conftest.py says when one is
-missing)."""
+missing); the check of stored outputs (stored_outputs.py) fails on each kind of missing, stale or leaking output."""
 import importlib.util, json, os
 from pathlib import Path
 import pytest, yaml
+from fastcore.basics import AttrDict
 from PIL import Image
+from stored_outputs import ROOT, cell_problems, shown, static_problems
 
 NBS = Path(__file__).resolve().parent.parent/'nbs'
 
@@ -84,3 +86,44 @@ def test_docs_check_passes_a_good_site_and_limits_size(tmp_path, needs_browser):
 def test_docs_check_fails_on_a_diagram_that_does_not_draw(tmp_path, needs_browser):
     proc = _site(tmp_path, {'markdown': '```{mermaid}\nflowchart LR\n  A --> [[[\n```'})
     assert 'page: 0 of 1 mermaid diagrams drawn' in docs_check.check(proc, tmp_path/'out', Path(MERMAID))
+
+
+# Stored outputs (tests/stored_outputs.py): what `tests/notebooks.py` checks after each notebook runs, and what needs no run
+
+def _cell(source='x', **directives):
+    return AttrDict(cell_type='code', source=source, directives_=directives, outputs=[])
+
+def _value(text): return [{'output_type': 'execute_result', 'metadata': {}, 'data': {'text/plain': text}}]
+
+
+def test_a_cell_that_shows_output_must_store_it():
+    "Today's 09_server: value-ending cells with no stored output"
+    assert cell_problems(_cell(), [], _value("{'status': 'ok'}")) == ['shows output when run but stores none']
+    assert cell_problems(_cell(), [], []) == []
+
+
+def test_a_deterministic_cells_stored_output_must_be_current():
+    stale = cell_problems(_cell(), _value('skipped 2 malformed row(s)'), _value('skipped 2 malformed rows: a.csv:3'))
+    assert stale == ["stored output is stale: line 1: stored 'skipped 2 malformed row(s)', now "
+                     "'skipped 2 malformed rows: a.csv:3'"]
+    assert cell_problems(_cell(varies='timings'), _value('12 ms'), _value('14 ms')) == []   # only its presence counts
+    assert cell_problems(_cell(hide=''), [], _value('1')) == []                            # readers never see it
+    assert cell_problems(_cell(output='false'), [], _value('1')) == []
+    ids = _value('<Foo at 0x7f3a2c>, /tmp/tmpk3x9_a2b/index'), _value('<Foo at 0x55d1e0>, /tmp/tmp_81mzqpl/index')
+    assert cell_problems(_cell(), *ids) == [] and shown(ids[0]) == ['<Foo>, <tmp>/index']
+
+
+def test_no_output_names_a_path_of_this_machine(tmp_path):
+    leak = _value(f"BiEncoder('local-dir:{ROOT}/hybrid_retrieval/toy_models/clip@a49e', dim=64)")
+    assert [p.split(' (')[0] for p in cell_problems(_cell(varies='timings'), leak, leak)] == ['shows a path of this machine']
+    nb = {'cells': [{'cell_type': 'code', 'id': 'a1', 'metadata': {}, 'source': '#| slow\nsweep', 'outputs': []},
+                    {'cell_type': 'code', 'id': 'b2', 'metadata': {}, 'source': 'bi', 'outputs': leak}]}
+    (tmp_path/'page.ipynb').write_text(json.dumps(nb))
+    assert [p.split(': ')[1] for p in static_problems(tmp_path/'page.ipynb')] == [
+        'ends in an expression but stores no output (run it with --flags slow --save)',
+        f'shows a path of this machine ({ROOT}/)']
+
+
+def test_every_notebooks_stored_outputs_hold_no_machine_path():
+    assert [p for nb in sorted(NBS.rglob('*.ipynb')) if '.ipynb_checkpoints' not in nb.parts
+            for p in static_problems(nb)] == []

@@ -1,4 +1,4 @@
-"The plan's 1000+ query stress: resident memory stays flat (benchmarks/stress.py, run as a user would)."
+"A stress of 1,000 queries: resident memory stays flat (benchmarks/stress.py, run as a user would)."
 import json, subprocess, sys
 from pathlib import Path
 
