@@ -9,6 +9,7 @@ def cell_text(cell):
     src = ''.join(cell['source'])
     if cell['cell_type'] == 'markdown': return src.replace('```{mermaid}', '```mermaid')
     if src.lstrip().startswith('#| hide'): return None
+    src = '\n'.join(l for l in src.splitlines() if not l.startswith('#|'))   # cell options: for Quarto, not readers
     out = [f'```python\n{src}\n```']
     texts = [''.join(o.get('text', '')) if o['output_type'] == 'stream' else ''.join(o.get('data', {}).get('text/plain', ''))
              for o in cell.get('outputs', []) if o['output_type'] == 'stream' or 'image/png' not in o.get('data', {})]
