@@ -5,7 +5,7 @@ It runs, in order, what CI runs:
 2. every docs page rendered and looked at in headless Chromium (`nbdev-proc-nbs`, `.ci/docs_check.py`), diagrams drawn
    when `$HYBRID_RETRIEVAL_MERMAID` names the unpacked npm package `mermaid`;
 3. every notebook in `nbs/` as a test (`tests/notebooks.py`: nbdev-test, measured by coverage), timed one by one;
-4. the integration tests (`pytest tests`), the slowest listed;
+4. the integration tests (`pytest tests`), a worker per core (pytest-xdist), the slowest listed;
 5. line coverage of the package over 3 and 4, failing below `fail_under` in pyproject.toml.
 
 Without a browser, step 2 and the browser tests in 4 skip with one line saying what to install, unless
@@ -57,7 +57,8 @@ def main(nbdev_args:list[str])->int:
     subprocess.run(cov + ['erase'], cwd=ROOT, check=True)
     results['notebooks'] = step('every notebook, as a test (nbdev-test under coverage)',
                                 cov + ['run', 'tests/notebooks.py', '--timing'] + nbdev_args, capture=True)
-    results['pytest'] = step('the integration tests', [py, '-m', 'pytest', '-q', '--durations=10', 'tests'])
+    results['pytest'] = step('the integration tests, one worker per core (pytest-xdist; a file stays on one worker)',
+                             [py, '-m', 'pytest', '-q', '-n', 'auto', '--dist', 'loadfile', '--durations=10', 'tests'])
     results['coverage'] = step('line coverage of the package (fails below fail_under)', cov + ['combine', '-q'],
                                cov + ['report', '--skip-covered', '--sort=cover'])
     total = time.perf_counter() - start
