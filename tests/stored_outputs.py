@@ -7,7 +7,8 @@ stored (`cell_problems`):
 
 - a cell that shows something (a value, printed text, a figure) must have it stored;
 - a *deterministic* cell's stored output must equal the fresh one, compared as text (`shown`), after dropping the
-  object ids nbdev-clean drops too and the random part of temporary folders' names (`/tmp/tmpk3x9_a2b` -> `<tmp>`).
+  object ids nbdev-clean drops too and the random part of temporary folders' names (`/tmp/tmpk3x9_a2b` -> `<tmp>`);
+  numbers count as equal within 1% (`same`): floating-point results differ a little between CPUs (AVX2, AVX-512).
   Every cell counts as deterministic unless it says otherwise with the directive `#| varies: why` (timings, memory,
   process ids, the machine's CPU): for those only the presence of an output is checked;
 - no output, stored or fresh, may hold a path of the machine that ran it (the checkout, the home folder, the Python
@@ -62,6 +63,17 @@ def path_problem(outputs:list)->str|None:
     return None
 
 
+_NUMBER = re.compile(r'-?\d+(?:\.\d+)?(?:e[-+]?\d+)?')
+
+
+def same(old:list[str], new:list[str], rel:float=0.01)->bool:
+    "Whether two outputs' texts are equal, their numbers within `rel` of each other"
+    a, b = '\n'.join(old), '\n'.join(new)
+    if _NUMBER.sub('#', a) != _NUMBER.sub('#', b): return False
+    return all(abs(float(x) - float(y)) <= rel * max(abs(float(x)), abs(float(y)))
+               for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b)))
+
+
 def _first_difference(a:list[str], b:list[str])->str:
     la, lb = '\n'.join(a).splitlines(), '\n'.join(b).splitlines()
     for n, (x, y) in enumerate(zip(la, lb), 1):
@@ -82,7 +94,7 @@ def cell_problems(cell, stored:list, fresh:list)->list[str]:
     old, new = shown(stored), shown(fresh)
     problems = [p for p in (path_problem(fresh),) if p]
     if new and not old: problems.append('shows output when run but stores none')
-    elif VARIES not in directives and old != new: problems.append('stored output is stale: ' + _first_difference(old, new))
+    elif VARIES not in directives and not same(old, new): problems.append('stored output is stale: ' + _first_difference(old, new))
     return problems
 
 

@@ -107,6 +107,8 @@ def test_a_deterministic_cells_stored_output_must_be_current():
     assert stale == ["stored output is stale: line 1: stored 'skipped 2 malformed row(s)', now "
                      "'skipped 2 malformed rows: a.csv:3'"]
     assert cell_problems(_cell(varies='timings'), _value('12 ms'), _value('14 ms')) == []   # only its presence counts
+    assert cell_problems(_cell(), _value('R@1 71.7, score 0.54885'), _value('R@1 71.6, score 0.54886')) == []   # CPUs
+    assert cell_problems(_cell(), _value('skipped 2 rows'), _value('skipped 3 rows')) != []
     assert cell_problems(_cell(hide=''), [], _value('1')) == []                            # readers never see it
     assert cell_problems(_cell(output='false'), [], _value('1')) == []
     ids = _value('<Foo at 0x7f3a2c>, /tmp/tmpk3x9_a2b/index'), _value('<Foo at 0x55d1e0>, /tmp/tmp_81mzqpl/index')
