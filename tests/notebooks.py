@@ -84,7 +84,7 @@ CaptureShell.run_all = run_all
 
 # nbdev-test hands the notebooks to its workers in sorted order, so the longest, late in the alphabet, would run last,
 # alone on one core. The longest measured (`tests/run.py` prints them) start first instead.
-LONGEST = ('08b_toy_demo', '10_scale', 'hybrid_search_demo', '03_index', '11_cli', '04_cross_encoder', '05_hybrid_search')
+LONGEST = ('08b_toy_demo', '10_scale', 'hybrid_search_demo', '11_cli', '07_evaluation', '08a_toy_training', '06_config')
 
 def longest_first(items, **kwargs):
     "`sorted`, with the notebooks named in LONGEST first, in its order (other items: plain `sorted`)"

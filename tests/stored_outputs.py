@@ -32,7 +32,8 @@ _TEMP_DIR = re.compile(r"(?:/[^\s'\"/]+)*/?(?<![\w.-])tmp[a-z0-9_]{8}(?![\w.-])"
 
 def machine_paths()->list[str]:
     "Folders of this machine that must not appear in a stored output, longest first"
-    paths = {str(ROOT), os.path.realpath(ROOT), str(Path.home()), sys.prefix, sys.base_prefix, os.path.realpath(sys.prefix)}
+    paths = {str(ROOT), os.path.realpath(ROOT), str(Path.home()), sys.prefix, sys.base_prefix,
+             os.path.realpath(sys.prefix)}
     return sorted((p.rstrip('/') + '/' for p in paths if p and p != '/'), key=len, reverse=True)
 
 
@@ -94,7 +95,8 @@ def cell_problems(cell, stored:list, fresh:list)->list[str]:
     old, new = shown(stored), shown(fresh)
     problems = [p for p in (path_problem(fresh),) if p]
     if new and not old: problems.append('shows output when run but stores none')
-    elif VARIES not in directives and not same(old, new): problems.append('stored output is stale: ' + _first_difference(old, new))
+    elif VARIES not in directives and not same(old, new):
+        problems.append('stored output is stale: ' + _first_difference(old, new))
     return problems
 
 
