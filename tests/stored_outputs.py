@@ -64,15 +64,19 @@ def path_problem(outputs:list)->str|None:
     return None
 
 
-_NUMBER = re.compile(r'-?\d+(?:\.\d+)?(?:e[-+]?\d+)?')
+_NUMBER = re.compile(r'(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])')   # not inside words or hex ids
+
+
+def _close(x:str, y:str, rel:float)->bool:
+    a, b = float(x), float(y)
+    return x == y or abs(a - b) <= rel * max(abs(a), abs(b))
 
 
 def same(old:list[str], new:list[str], rel:float=0.01)->bool:
     "Whether two outputs' texts are equal, their numbers within `rel` of each other"
     a, b = '\n'.join(old), '\n'.join(new)
     if _NUMBER.sub('#', a) != _NUMBER.sub('#', b): return False
-    return all(abs(float(x) - float(y)) <= rel * max(abs(float(x)), abs(float(y)))
-               for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b)))
+    return all(_close(x, y, rel) for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b)))
 
 
 def _first_difference(a:list[str], b:list[str])->str:

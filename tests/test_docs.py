@@ -109,6 +109,9 @@ def test_a_deterministic_cells_stored_output_must_be_current():
     assert cell_problems(_cell(varies='timings'), _value('12 ms'), _value('14 ms')) == []   # only its presence counts
     assert cell_problems(_cell(), _value('R@1 71.7, score 0.54885'), _value('R@1 71.6, score 0.54886')) == []   # CPUs
     assert cell_problems(_cell(), _value('skipped 2 rows'), _value('skipped 3 rows')) != []
+    stamp = _value("'local-dir:hybrid_retrieval/toy_models/clip@a49e882604a048fe', 1e-05")   # digits in an id: text
+    assert cell_problems(_cell(), stamp, stamp) == []
+    assert cell_problems(_cell(), stamp, _value("'local-dir:hybrid_retrieval/toy_models/clip@a49e882604a048ff', 1e-05"))
     assert cell_problems(_cell(hide=''), [], _value('1')) == []                            # readers never see it
     assert cell_problems(_cell(output='false'), [], _value('1')) == []
     ids = _value('<Foo at 0x7f3a2c>, /tmp/tmpk3x9_a2b/index'), _value('<Foo at 0x55d1e0>, /tmp/tmp_81mzqpl/index')
