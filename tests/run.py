@@ -4,7 +4,8 @@ It runs, in order, what CI runs:
 1. README.md says what nbs/index.ipynb says (`.ci/readme.py --check`);
 2. every docs page rendered and looked at in headless Chromium (`nbdev-proc-nbs`, `.ci/docs_check.py`), diagrams drawn
    when `$HYBRID_RETRIEVAL_MERMAID` names the unpacked npm package `mermaid`;
-3. every notebook in `nbs/` as a test (`tests/notebooks.py`: nbdev-test, measured by coverage), timed one by one;
+3. every notebook in `nbs/` as a test (`tests/notebooks.py`: nbdev-test, measured by coverage), timed one by one, each
+   cell's stored output checked against what it shows now (`tests/stored_outputs.py`);
 4. the integration tests (`pytest tests`), a worker per core (pytest-xdist), the slowest listed;
 5. line coverage of the package over 3 and 4, failing below `fail_under` in pyproject.toml.
 
