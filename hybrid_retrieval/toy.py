@@ -10,8 +10,7 @@ import json, random, itertools
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from PIL import Image, ImageDraw
-import hybrid_retrieval
-from .core import atomic_dir
+from .core import PACKAGE_DIR, atomic_dir
 from .data import ImageDataset, load_captions_file, draw_shape, SHAPES
 from .config import default_cache_dir, register_preset, register_data_source
 
@@ -183,7 +182,7 @@ def kaggle_standin(dest:str|Path,   # the folder that plays /kaggle/input
     return dest
 
 # %% ../nbs/08_toy.ipynb #932db04b
-TOY_MODELS = Path(hybrid_retrieval.__file__).parent/'toy_models'   # shipped inside the package
+TOY_MODELS = PACKAGE_DIR/'toy_models'   # shipped inside the package
 
 def toy_preset()->dict:
     "The `toy` preset: the shipped toy models and their settings, the held-out toy gallery, its own index folder"

@@ -11,7 +11,7 @@ After a notebook has run, each cell's fresh output is compared with the one stor
 (`stored_outputs.py` says what is checked); a notebook whose stored outputs are missing, stale or hold this machine's
 paths fails, each problem in one line. With `--save` the fresh outputs are written into the notebooks instead (then run
 `nbdev-clean`); machine paths still fail."""
-import ast, builtins, copy, os, sys
+import ast, builtins, copy, logging, os, sys
 from pathlib import Path
 from IPython.core.compilerop import CachingCompiler
 from execnb.shell import CaptureShell
@@ -62,11 +62,21 @@ CachingCompiler.cache, CachingCompiler.ast_parse = cache, ast_parse
 SAVE = '--save' in sys.argv[1:]
 _run_all = CaptureShell.run_all
 
+def fresh_logging():
+    "Logging as a fresh kernel has it: a worker runs several notebooks, and one (the command line's `main`) configures it"
+    root = logging.getLogger()
+    for h in root.handlers[:]: root.removeHandler(h)
+    root.setLevel(logging.WARNING)
+    for name, logger in logging.Logger.manager.loggerDict.items():
+        if name.startswith('hybrid_retrieval') and isinstance(logger, logging.Logger):
+            logger.setLevel(logging.NOTSET); logger.handlers.clear(); logger.propagate = True
+
 class StoredOutputError(AssertionError): "A notebook's stored outputs are not what its cells show now"
 
 def run_all(self, nb, *args, preproc=lambda cell: False, **kwargs):
     "Run the notebook as nbdev-test does, then check each cell that ran against its stored output"
     ran = [(n, cell, copy.deepcopy(cell.get('outputs', []))) for n, cell in enumerate(nb.cells) if not preproc(cell)]
+    fresh_logging()
     _run_all(self, nb, *args, preproc=preproc, **kwargs)
     name = Path(getattr(nb, 'path_', None) or self._fname or '?').name
     if SAVE:
