@@ -17,7 +17,8 @@ from hybrid_retrieval.core import atomic_write
 from hybrid_retrieval.data import make_sample_dataset
 from hybrid_retrieval.cross_encoder import CrossEncoder
 from hybrid_retrieval.tiny import save_tiny_blip2_itm, save_tiny_blip_itm
-from hybrid_retrieval.config import config_from_dict, build_engine
+from hybrid_retrieval.config import config_from_dict
+from hybrid_retrieval.build import build_engine
 from hybrid_retrieval.toy import toy_dataset
 from hybrid_retrieval.cli import main as cli
 

@@ -6,14 +6,15 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/cli.html.md"""
 
 # %% ../nbs/11_cli.ipynb #37599b9f
 from __future__ import annotations
-import os, re, sys, json, time, argparse, dataclasses, logging, warnings
+import os, re, sys, json, time, argparse, logging, warnings
 from dataclasses import fields
 from functools import partial
 from fastcore.docments import docments
 from pathlib import Path
 from . import __version__
 from .core import (HybridRetrievalError, atomic_write, check_positive_int, check_text, format_table,
-                                   set_threads, human_bytes, FUSIONS, INDEX_TYPES)
+                                   set_threads, human_bytes)
+from .settings import SETTINGS
 from typing import TYPE_CHECKING
 if TYPE_CHECKING:   # names in annotations only: importing them would load torch
     from hybrid_retrieval.data import ImageDataset
@@ -27,12 +28,20 @@ __all__ = ['cmd_index', 'cmd_search', 'cmd_verify', 'cmd_serve', 'cmd_eval', 'cm
 
 # %% ../nbs/11_cli.ipynb #bdc71141
 def _process_flags(p:argparse.ArgumentParser):
-    "`--threads`; `--debug` and `--quiet` after the sub-command too (no default: it must not reset one given before it)"
-    p.add_argument('--threads', type=int, help="torch's CPU threads (default: performance.threads, else the cores this "
-                                               "process may use)")
+    "`--debug` and `--quiet` after the sub-command too (no default: it must not reset one given before it)"
     p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument('-q', '--quiet', action='store_true', default=argparse.SUPPRESS,
                    help='no progress bars (they show only when stderr is a terminal)')
+
+def _setting_flags(p:argparse.ArgumentParser, where:str):
+    "A flag for each declared setting whose `cli` names `where` (a sub-command, or 'config' / 'search' for a group)"
+    for s in SETTINGS.values():
+        if where not in s.cli: continue
+        kw = dict(dest=s.name, default=None, help=f"{s.help} (hybrid_search.{s.key})")
+        if s.pytype is bool: p.add_argument(s.flag, *s.old_flags, action='store_true', **kw)
+        else:
+            choices = s.allowed if isinstance(s.allowed, tuple) and s.compare is None else None
+            p.add_argument(s.flag, *s.old_flags, type=s.pytype, choices=choices, **kw)
 
 # %% ../nbs/11_cli.ipynb #b64558c2
 def _common()->argparse.ArgumentParser:
@@ -41,19 +50,13 @@ def _common()->argparse.ArgumentParser:
     p.add_argument('--config', help='YAML configuration (default: $HYBRID_RETRIEVAL_CONFIG, else built-in defaults)')
     p.add_argument('--preset', help="a named set of models and gallery, e.g. 'toy' (the offline toy world); "
                                     "overrides the config's preset")
-    p.add_argument('--index',
-                   help="index folder (default: the config's index.path, else ~/.cache/hybrid_retrieval/index)")
-    p.add_argument('--clip-model', help='override stage1.model')
-    p.add_argument('--pretrained', help='override stage1.pretrained')
-    p.add_argument('--device', help="override device: 'cuda' or 'cpu'")
-    p.add_argument('--max-pixels', type=int, help='images above this many pixels are decoded reduced (JPEG) or '
-                                                  'skipped (override data.max_pixels; default 178,956,970)')
+    _setting_flags(p, 'config')
     _process_flags(p)
     return p
 
 # %% ../nbs/11_cli.ipynb #614fe72c
 def _format_flag(p:argparse.ArgumentParser, what:str):
-    p.add_argument('--format', choices=['table', 'json'], default='table', help=f'how {what} is printed')
+    p.add_argument('--format', choices=['table', 'json'], default='table', help=f'how {what} printed')
 
 # %% ../nbs/11_cli.ipynb #dc5873c3
 def _add_gallery_args(p:argparse.ArgumentParser, verb:str, folder:bool):
@@ -73,13 +76,7 @@ def _add_gallery_args(p:argparse.ArgumentParser, verb:str, folder:bool):
 def _index_parser(sub, common):
     ix = sub.add_parser('index', parents=[common], help='build (or extend) an index of a gallery')
     _add_gallery_args(ix, 'index', folder=True)
-    ix.add_argument('--split', help="index only this split ('train', 'val', 'test')")
-    ix.add_argument('--type', choices=('auto',) + INDEX_TYPES,
-                    help="override index.type ('auto': from the gallery's size and the memory budget)")
-    ix.add_argument('--memory-budget-mb', type=int, help="what --type auto may put in memory (override "
-                                                         "index.memory_budget_mb; default: half this machine's memory)")
-    ix.add_argument('--on-disk', action='store_true', default=None,
-                    help='ivfflat / ivfpq with --engine ray: inverted lists on disk, memory-mapped (index.on_disk)')
+    _setting_flags(ix, 'index')
     ix.add_argument('--extend', action='store_true',
                     help='add the new images to the existing index instead of rebuilding it')
     _ray_flags(ix)
@@ -99,12 +96,8 @@ def _ray_flags(p:argparse.ArgumentParser):
 # %% ../nbs/11_cli.ipynb #157b81b6
 def _search_flags(p:argparse.ArgumentParser):
     "The search settings `search` and `serve` take (for `serve`, the defaults of every request)"
-    p.add_argument('--k1', type=int, help='stage-1 candidates (override stage1.k1)')
-    p.add_argument('--k2', type=int, help='results (override stage2.k2)')
-    p.add_argument('--cross-model', help='override stage2.model')
+    _setting_flags(p, 'search')
     p.add_argument('--no-rerank', action='store_true', help='CLIP only: skip stage 2 (and do not load its model)')
-    p.add_argument('--fusion', choices=FUSIONS, help='override fusion.method')
-    p.add_argument('--mmr', type=float, metavar='LAMBDA', help='diversify with MMR at this lambda')
 
 # %% ../nbs/11_cli.ipynb #3121d406
 def _search_parser(sub, common):
@@ -125,14 +118,14 @@ def _eval_parser(sub, common):
     ev = sub.add_parser('eval', parents=[common],
                         help='evaluate CLIP-only vs hybrid vs cross-encoder-only (Recall@K, MRR, MAP, latency)')
     _add_gallery_args(ev, 'evaluate', folder=False)
-    ev.add_argument('--split', default='test', help="split to evaluate (default: test; 'all' for the whole dataset)")
+    ev.add_argument('--split', dest='eval_split', default='test', help="split to evaluate (default: test; 'all' for the whole dataset)")
     ev.add_argument('--methods', default='clip,hybrid',
                     help='comma-separated: clip, hybrid, cross (default: clip,hybrid)')
     ev.add_argument('--directions', default='t2i,i2t', help='comma-separated: t2i, i2t (default: both)')
     ev.add_argument('--k1', dest='k1_sweep',
                     help='stage-1 candidates for hybrid; comma-separated values sweep (e.g. 50,100,200)')
     ev.add_argument('--fusion', dest='fusion_sweep', help='fusion for hybrid; comma-separated values sweep')
-    ev.add_argument('--cross-model', help='override stage2.model')
+    _setting_flags(ev, 'eval')
     ev.add_argument('--queries', type=int, help='evaluate a seeded random subset of N queries per direction')
     ev.add_argument('--seed', type=int, default=0, help='seed of the query subset')
     ev.add_argument('--max-cross-pairs', type=int, default=100_000,
@@ -150,15 +143,14 @@ def _demo_parser(sub):
                     help='captions for the cross-encoder alone, which scores each against every picture (default 50)')
     de.add_argument('--seed', type=int, default=0, help='which captions (default 0)')
     de.add_argument('--figure', default='toy-demo.png', help='where to write the result grid (default: toy-demo.png)')
-    de.add_argument('--device', help="'cuda' or 'cpu' (default: the best available)")
     _format_flag(de, 'the table is')
-    _process_flags(de)
+    _setting_flags(de, 'demo'); _process_flags(de)
 
 # %% ../nbs/11_cli.ipynb #2a4dcf7b
 def _toy_train_parser(sub, flags:bool=True): # add the recipe's flags (they import torch: only for toy-train)
     tt = sub.add_parser('toy-train', help='train the toy bi-encoder and cross-encoder (CPU, minutes)')
     tt.add_argument('--out', required=True, help='folder to write the models into (replaced as a whole)')
-    _process_flags(tt)
+    _setting_flags(tt, 'toy-train'); _process_flags(tt)
     if not flags: return
     from hybrid_retrieval.toy_training import ToyTrainConfig
     docs = docments(ToyTrainConfig)
@@ -206,22 +198,15 @@ def _progress(args)->bool:
     return not args.quiet and sys.stderr.isatty()
 
 # %% ../nbs/11_cli.ipynb #05d87745
-_OVERRIDES = {'clip_model': ('stage1', 'model'), 'pretrained': ('stage1', 'pretrained'), 'k1': ('stage1', 'k1'),
-              'k2': ('stage2', 'k2'), 'cross_model': ('stage2', 'model'), 'fusion': ('fusion', 'method'),
-              'type': ('index', 'type'), 'threads': ('performance', 'threads'), 'max_pixels': ('data', 'max_pixels'),
-              'on_disk': ('index', 'on_disk'), 'memory_budget_mb': ('index', 'memory_budget_mb')}
-
 def _config(args)->HybridConfig:
-    from hybrid_retrieval.config import load_config, validate, apply_process_settings
+    "The configuration: the file (or preset), then each setting's flag given on the command line, checked"
+    from hybrid_retrieval.config import load_config, validate
+    from hybrid_retrieval.build import apply_process_settings
     import hybrid_retrieval.toy   # noqa: F401 (importing it registers the 'toy' preset and data source)
-    path = args.config or os.environ.get('HYBRID_RETRIEVAL_CONFIG')
-    config = load_config(path, args.preset)
-    for flag,(section,key) in _OVERRIDES.items():
-        if getattr(args, flag, None) is not None: setattr(getattr(config, section), key, getattr(args, flag))
-    if getattr(args, 'mmr', None) is not None: config.mmr.enabled, config.mmr.lambda_ = True, args.mmr
-    if args.device: config.device = args.device
-    if args.index: config.index.path = args.index
-    config.performance.show_progress = config.performance.show_progress and _progress(args)
+    config = load_config(args.config or os.environ.get('HYBRID_RETRIEVAL_CONFIG'), args.preset)
+    for name in SETTINGS:
+        if getattr(args, name, None) is not None: setattr(config, name, getattr(args, name))
+    config.show_progress = config.show_progress and _progress(args)
     apply_process_settings(validate(config))
     return config
 
@@ -229,14 +214,14 @@ def _config(args)->HybridConfig:
 def _gallery(args, config, sample_test_frac:float=0.25)->ImageDataset|None:
     "The gallery named by the flags, else by the configuration's `data` section, else None"
     from hybrid_retrieval.data import load_image_folder, load_flickr30k, load_captions_file, make_sample_dataset
-    from hybrid_retrieval.config import load_dataset
+    from hybrid_retrieval.build import load_dataset
     from hybrid_retrieval.scale import load_image_list
     if getattr(args, 'images', None): return load_image_folder(args.images)
     if getattr(args, 'list', None): return load_image_list(args.list, args.images_dir)
     if args.flickr30k: return load_flickr30k(args.flickr30k)
     if args.captions: return load_captions_file(args.captions, args.images_dir)
     if args.sample: return make_sample_dataset(args.sample, test_frac=sample_test_frac)
-    return load_dataset(config) if config.data.source is not None else None
+    return load_dataset(config) if config.data_source is not None else None
 
 # %% ../nbs/11_cli.ipynb #cc8b61a1
 def _report_skipped(skipped:list[tuple[str,str]]):
@@ -261,7 +246,7 @@ def _index_gallery(args, config:HybridConfig)->ImageDataset:
     dataset = _gallery(args, config)
     if dataset is None: raise HybridRetrievalError('no gallery to index: give --images, --list, --flickr30k, '
                                                    '--captions or --sample, or set hybrid_search.data')
-    if args.split: dataset = dataset.split(args.split)
+    if config.split: dataset = dataset.split(config.split)
     if not len(dataset):
         _report_skipped(dataset.skipped)
         raise HybridRetrievalError(f"no images found in {dataset.root}" + (
@@ -270,17 +255,18 @@ def _index_gallery(args, config:HybridConfig)->ImageDataset:
 
 def _budget(config:HybridConfig)->int|None:
     "index.memory_budget_mb in bytes"
-    return config.index.memory_budget_mb and config.index.memory_budget_mb << 20
+    return config.memory_budget_mb and config.memory_budget_mb << 20
 
 # %% ../nbs/11_cli.ipynb #47abccb4
 def _index_in_process(args, config:HybridConfig, dataset:ImageDataset, path:Path):
     "Embed through the embedding cache in this process, extend or build the index, save it"
     from hybrid_retrieval.index import build_index
-    from hybrid_retrieval.config import load_bi_encoder, embedding_cache_dir
-    if config.index.on_disk: raise HybridRetrievalError('an on-disk index is merged from shards: add --engine ray '
+    from hybrid_retrieval.build import load_bi_encoder
+    from hybrid_retrieval.config import embedding_cache_dir
+    if config.on_disk: raise HybridRetrievalError('an on-disk index is merged from shards: add --engine ray '
                                                         '(a local Ray on this machine unless --address is given)')
     previous = _index_to_extend(args, path, dataset)
-    index, report = build_index(load_bi_encoder(config), dataset, index=previous, index_type=config.index.type,
+    index, report = build_index(load_bi_encoder(config), dataset, index=previous, index_type=config.index_type,
                                 cache_dir=embedding_cache_dir(config), memory_budget=_budget(config))
     if not len(index):
         _report_skipped(dataset.skipped + report.skipped)
@@ -291,8 +277,8 @@ def _index_in_process(args, config:HybridConfig, dataset:ImageDataset, path:Path
 # %% ../nbs/11_cli.ipynb #82e7b69f
 def _config_encoder(config:HybridConfig, device:str|None=None)->BiEncoder:
     "The configured bi-encoder, on `device` (a Ray actor passes none: its GPU when it has one)"
-    from hybrid_retrieval.config import load_bi_encoder
-    return load_bi_encoder(dataclasses.replace(config, device=device or config.device))
+    from hybrid_retrieval.build import load_bi_encoder
+    return load_bi_encoder(config.replace(device=device or config.device))
 
 def _index_on_ray(args, config:HybridConfig, dataset:ImageDataset, path:Path):
     "Embed on Ray into the index folder's shards (keeping finished ones), build the index from them"
@@ -303,10 +289,10 @@ def _index_on_ray(args, config:HybridConfig, dataset:ImageDataset, path:Path):
         if getattr(args, flag) is not None: check_positive_int(getattr(args, flag), '--' + flag.replace('_', '-'))
     if args.gpus_per_actor is not None and args.gpus_per_actor < 0:
         raise ValueError(f"--gpus-per-actor must not be negative, got {args.gpus_per_actor}")
-    index, report = index_with_ray(partial(_config_encoder, config), dataset, path, config.index.type, _budget(config),
-                                   args.shard_size, args.address, config.performance.show_progress,
+    index, report = index_with_ray(partial(_config_encoder, config), dataset, path, config.index_type, _budget(config),
+                                   args.shard_size, args.address, config.show_progress,
                                    dict(actors=args.actors, gpus_per_actor=args.gpus_per_actor),
-                                   **({'on_disk': True} if config.index.on_disk else {}))
+                                   **({'on_disk': True} if config.on_disk else {}))
     spilled = 'unknown' if report.spilled_bytes is None else human_bytes(report.spilled_bytes)
     return index, report, (f"{report.encoded} embedded on Ray in {report.shards - report.reused} of {report.shards} "
                            f"shards, {report.from_cache} from finished shards, {spilled} spilled")
@@ -363,7 +349,8 @@ def cmd_search(args):
     flt = _filters(args.filter)
     config = _config(args)
     from hybrid_retrieval.data import load_image
-    from hybrid_retrieval.config import build_engine, default_cache_dir
+    from hybrid_retrieval.build import build_engine
+    from hybrid_retrieval.config import default_cache_dir
     if args.image: load_image(args.image)   # a bad query image fails before any model loads
     engine = build_engine(config, with_stage2=not args.no_rerank)
     if args.image: response = engine.image_to_image_hybrid_search(args.image, filter=flt)
@@ -415,7 +402,7 @@ def cmd_serve(args):
                                                         "pip install 'hybrid-retrieval[serve]'") from None
     options = _serve_options(args)
     check_port(args.host, args.port)
-    from hybrid_retrieval.config import build_engine
+    from hybrid_retrieval.build import build_engine
     engine = build_engine(_config(args), with_stage2=not args.no_rerank)
     print(f"serving {len(engine.index):,} images on http://{args.host}:{args.port}{args.root_path}/ (Ctrl-C stops)",
           file=sys.stderr)
@@ -428,12 +415,12 @@ def _csv_list(text, cast=str):
 # %% ../nbs/11_cli.ipynb #95e99eda
 def _eval_args(args, config:HybridConfig)->tuple:
     "(methods, directions, k1s, fusions) from the flags, every value checked before any data or model loads"
-    from hybrid_retrieval.evaluation import _variants, report_files
-    try: k1s = _csv_list(args.k1_sweep, int) if args.k1_sweep else (config.stage1.k1,)
+    from hybrid_retrieval.evaluation import eval_variants, report_files
+    try: k1s = _csv_list(args.k1_sweep, int) if args.k1_sweep else (config.k1,)
     except ValueError: raise ValueError(f"--k1 expects comma-separated integers, got {args.k1_sweep!r}") from None
-    fusions = _csv_list(args.fusion_sweep) if args.fusion_sweep else (config.fusion.method,)
+    fusions = _csv_list(args.fusion_sweep) if args.fusion_sweep else (config.fusion,)
     methods, directions = _csv_list(args.methods), _csv_list(args.directions)
-    _variants(methods, directions, k1s, fusions, config.stage2.model)   # the model's name stands in for the model
+    eval_variants(methods, directions, k1s, fusions, config.cross_model)   # the model's name stands in for the model
     for flag,n in (('--queries', args.queries), ('--max-cross-pairs', args.max_cross_pairs)):
         if n is not None: check_positive_int(n, flag)
     if args.output: report_files(args.output, overwrite=args.force)
@@ -442,7 +429,8 @@ def _eval_args(args, config:HybridConfig)->tuple:
 # %% ../nbs/11_cli.ipynb #2f4c7a60
 def cmd_eval(args):
     "`hybrid-retrieval eval`: CLIP vs hybrid vs cross-encoder on a gallery split"
-    from hybrid_retrieval.config import index_dir, load_bi_encoder, load_cross_encoder, config_dict
+    from hybrid_retrieval.config import index_dir, config_dict
+    from hybrid_retrieval.build import load_bi_encoder, load_cross_encoder
     from hybrid_retrieval.index import ImageIndex, load_gallery, index_exists
     from hybrid_retrieval.evaluation import evaluate, report_table, save_report
     config = _config(args)
@@ -456,8 +444,8 @@ def cmd_eval(args):
         dataset, index = load_gallery(path), ImageIndex.load(path)
     bi = load_bi_encoder(config)
     ce = load_cross_encoder(config) if set(methods) & {'hybrid', 'cross'} else None
-    report = evaluate(bi, ce, dataset, None if args.split == 'all' else args.split, methods, directions, k1s, fusions,
-                      args.queries, args.seed, args.max_cross_pairs, index, config.performance.show_progress,
+    report = evaluate(bi, ce, dataset, None if args.eval_split == 'all' else args.eval_split, methods, directions, k1s, fusions,
+                      args.queries, args.seed, args.max_cross_pairs, index, config.show_progress,
                       config_dict(config))
     _emit(args.format, report, report_table(report))
     if args.output:

@@ -10,15 +10,17 @@ import io, os, csv, json, math, random, logging, threading, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterable
+from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from .core import HybridRetrievalError, atomic_write, read_json, text_lines, short
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_MAX_PIXELS', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'KAGGLE_INPUT_VAR', 'SHAPES', 'SAMPLE_COLOURS',
-           'ImageLoadError', 'to_rgb', 'load_image', 'decode_image', 'safe_path', 'ImageDataset', 'load_rows_file',
-           'load_captions_file', 'save_captions_file', 'load_image_folder', 'read_flickr30k_csv', 'read_karpathy_split',
-           'kaggle_input_root', 'find_flickr30k_dir', 'load_flickr30k', 'draw_shape', 'make_sample_dataset']
+           'DATA_SOURCES', 'ImageLoadError', 'to_rgb', 'load_image', 'decode_image', 'safe_path', 'ImageDataset',
+           'load_rows_file', 'load_captions_file', 'save_captions_file', 'load_image_folder', 'read_flickr30k_csv',
+           'read_karpathy_split', 'kaggle_input_root', 'find_flickr30k_dir', 'load_flickr30k', 'draw_shape',
+           'make_sample_dataset', 'register_data_source']
 
 # %% ../nbs/01_data.ipynb #cf3288cb
 log = logging.getLogger(__name__)
@@ -487,3 +489,14 @@ def make_sample_dataset(dest:str|Path,      # folder to write the images and cap
     with atomic_write(dest/'captions.jsonl', 'w') as f:
         for r in records: f.write(json.dumps(r) + '\n')
     return load_captions_file(dest/'captions.jsonl', name='sample')
+
+# %% ../nbs/01_data.ipynb #d5a1c0e2
+DATA_SOURCES:dict[str,Callable[[Path,str|None],ImageDataset]] = {
+    'folder': lambda path, images_dir: load_image_folder(path),
+    'flickr30k': lambda path, images_dir: load_flickr30k(path),
+    'captions': load_captions_file,
+    'sample': lambda path, images_dir: make_sample_dataset(path)}
+
+def register_data_source(name:str, load:Callable[[Path,str|None],ImageDataset]):
+    "Make `data.source: name` load a gallery with `load(path, images_dir)`"
+    DATA_SOURCES[name] = load

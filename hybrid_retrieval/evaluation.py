@@ -21,8 +21,8 @@ from .hybrid_search import HybridSearchEngine, SearchConfig, fused_order
 
 # %% auto #0
 __all__ = ['log', 'METHODS', 'DIRECTIONS', 'rank_matrix', 'retrieval_metrics', 'latency_stats', 'peak_rss_mb', 'EvalSet',
-           'prepare_eval_set', 'evaluate', 'report_rows', 'report_table', 'recall_latency_figure', 'report_files',
-           'save_report']
+           'prepare_eval_set', 'eval_variants', 'evaluate', 'report_rows', 'report_table', 'recall_latency_figure',
+           'report_files', 'save_report']
 
 # %% ../nbs/07_evaluation.ipynb #8e1d4737
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def _run_method(es:EvalSet, direction:str, method:str, engine:HybridSearchEngine
 # %% ../nbs/07_evaluation.ipynb #36abf7ca
 METHODS, DIRECTIONS = ('clip', 'hybrid', 'cross'), ('t2i', 'i2t')
 
-def _variants(methods, directions, k1s, fusions, cross_encoder)->list[tuple]:
+def eval_variants(methods, directions, k1s, fusions, cross_encoder)->list[tuple]:
     "(method, k1, fusion) per variant to evaluate, after checking every argument"
     bad = [m for m in methods if m not in METHODS] + [d for d in directions if d not in DIRECTIONS]
     if bad: raise ValueError(f"unknown method or direction {bad[0]!r}: methods are {METHODS}; directions {DIRECTIONS}")
@@ -233,7 +233,7 @@ def evaluate(bi_encoder:BiEncoder, cross_encoder:CrossEncoder|None, dataset:Imag
              show_progress:bool=True,
              config:dict|None=None)->dict:          # the configuration to record in the report
     "Evaluate CLIP-only, hybrid and cross-encoder-only retrieval; returns the report (JSON-ready)"
-    variants = _variants(methods, directions, k1s, fusions, cross_encoder)
+    variants = eval_variants(methods, directions, k1s, fusions, cross_encoder)
     with Timer() as t_prep: es = prepare_eval_set(bi_encoder, dataset, split, queries, seed, index)
     n_q = {'t2i': len(es.t2i_queries), 'i2t': len(es.i2t_queries)}
     n_g = {'t2i': len(es.image_ids), 'i2t': len(es.captions)}

@@ -8,58 +8,32 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/hybrid_search.html.md"
 from __future__ import annotations
 import copy, json, logging, warnings
 from collections import OrderedDict
-from dataclasses import dataclass, field, asdict, replace
+from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import HybridRetrievalError, Timer, check_text, check_positive_int, display_id, FUSIONS
+from .core import HybridRetrievalError, Timer, check_text, display_id, FUSIONS
 from .data import ImageDataset, load_image
 from .bi_encoder import BiEncoder
 from .index import ImageIndex, check_index_model
 from .cross_encoder import CrossEncoder, image_key
+from .settings import SettingValues, check_k
 
 # %% auto #0
-__all__ = ['log', 'GROUP_PAIRS', 'check_k', 'SearchConfig', 'minmax', 'ranks', 'fuse_scores', 'mmr_select', 'SearchResult',
-           'SearchResponse', 'make_filter', 'HybridSearchEngine', 'fused_order', 'explain_results', 'visualize_scores',
-           'result_grid']
+__all__ = ['log', 'GROUP_PAIRS', 'SearchConfig', 'minmax', 'ranks', 'fuse_scores', 'mmr_select', 'SearchResult', 'SearchResponse',
+           'make_filter', 'HybridSearchEngine', 'fused_order', 'explain_results', 'visualize_scores', 'result_grid']
 
 # %% ../nbs/05_hybrid_search.ipynb #f573bb5e
 log = logging.getLogger(__name__)
 
-# %% ../nbs/05_hybrid_search.ipynb #4337b7a1
-def check_k(k1, k2, names:tuple[str,str]=('k1', 'k2'))->tuple[int,int]:
-    "`(k1, k2)` as ints when both are positive integers and `k2` <= `k1`, else raise naming them as `names`"
-    k1, k2 = check_positive_int(k1, names[0]), check_positive_int(k2, names[1])
-    if k2 > k1: raise ValueError(f"{names[1]} ({k2}) must not exceed {names[0]} ({k1})")
-    return k1, k2
-
 # %% ../nbs/05_hybrid_search.ipynb #246a5dac
-@dataclass
-class SearchConfig:
-    "Parameters of a hybrid search"
-    k1:int=100                  # stage-1 candidates
-    k2:int=10                   # final results
-    batch_size:int|None=None    # cross-encoder pairs per forward pass; None keeps the cross-encoder's own
-    use_cache:bool=False        # keep results of repeated queries
-    cache_size:int=256          # queries kept in the cache
-    show_progress:bool=True     # tqdm bars on batch searches
-    fusion:str='replace'        # 'replace', 'weighted', 'rank_fusion' or 'sum'
-    alpha:float=0.5             # 'weighted': weight of the cross-encoder (1 - alpha for CLIP)
-    rrf_k:int=60                # 'rank_fusion': the k of reciprocal rank fusion
-    mmr_lambda:float|None=None  # MMR diversity: relevance weight in [0, 1]; None: off
-    score_kind:str|None=None    # cross-encoder score ('itm', 'itm_logit', 'itc', 'loglik'); None: the backend's default
-
-    def __post_init__(self):
-        self.k1, self.k2 = check_k(self.k1, self.k2)
-        for name in ('cache_size', 'rrf_k') + (('batch_size',) if self.batch_size is not None else ()):
-            check_positive_int(getattr(self, name), name)
-        if self.fusion not in FUSIONS: raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
-        if not 0 <= self.alpha <= 1: raise ValueError(f"alpha must be between 0 and 1, got {self.alpha}")
-        if self.mmr_lambda is not None and not 0 <= self.mmr_lambda <= 1:
-            raise ValueError(f"mmr_lambda must be between 0 and 1 (or None), got {self.mmr_lambda}")
+class SearchConfig(SettingValues):
+    "The engine's settings: those declared `engine=True` (`k1`, `k2`, fusion, MMR, the query cache, ...), checked"
+    include = staticmethod(lambda s: s.engine)
+    def check(self): check_k(self.k1, self.k2)
 
 # %% ../nbs/05_hybrid_search.ipynb #da2a7323
 def minmax(x:np.ndarray)->np.ndarray:
@@ -180,8 +154,8 @@ class HybridSearchEngine:
                                      f"{missing[0]!r}): pass the dataset the index was built from")
         self.bi_encoder,self.cross_encoder,self.index,self.dataset = bi_encoder,cross_encoder,index,dataset
         self.config = config or SearchConfig()
-        if cross_encoder is not None and self.config.batch_size is not None:
-            cross_encoder.batch_size = self.config.batch_size
+        if cross_encoder is not None and self.config.cross_batch_size is not None:
+            cross_encoder.batch_size = self.config.cross_batch_size
         self._cache,self._cache_state,self._missing = OrderedDict(),None,set()
         self._no_stage2 = 'no cross-encoder configured'   # the fallback reason when stage 2 is absent
 
@@ -323,12 +297,12 @@ def _search_one(self:HybridSearchEngine, query, label:str, query_type:str, candi
 @patch
 def _cache_key(self:HybridSearchEngine, kind:str, query, k1:int, k2:int, filter):
     if not self.config.use_cache or callable(filter): return None
-    c = self.config
     state = (id(self.index), self.index.version, len(self.index))
     if state != self._cache_state: self._cache.clear(); self._cache_state = state
     flt = json.dumps(filter, sort_keys=True, default=str)
     stage2 = getattr(self.cross_encoder, 'model_id', None)
-    return (kind, query, k1, k2, stage2, c.fusion, c.alpha, c.rrf_k, c.mmr_lambda, c.score_kind, flt)
+    settings = tuple((n, v) for n,v in self.config.values().items() if n != 'show_progress')
+    return (kind, query, k1, k2, stage2, settings, flt)
 
 # %% ../nbs/05_hybrid_search.ipynb #25c4149f
 @patch
@@ -422,7 +396,7 @@ def image_to_image_hybrid_search(self:HybridSearchEngine, query_image:str|Path|I
 def variant(self:HybridSearchEngine, rerank:bool=True, **changes)->HybridSearchEngine:
     "This engine with other `SearchConfig` values (and CLIP only unless `rerank`), sharing models, index and cache"
     out = copy.copy(self)
-    out.config = replace(self.config, **changes)
+    out.config = self.config.replace(**changes)
     if not rerank and self.cross_encoder is not None:
         out.cross_encoder, out._no_stage2 = None, 're-ranking switched off'
     return out

@@ -6,7 +6,7 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/server.html.md"""
 
 # %% ../nbs/09_server.ipynb #80abcb4f
 from __future__ import annotations
-import asyncio, collections, functools, io, logging, os, queue, re, threading, time
+import asyncio, collections, functools, inspect, io, logging, os, queue, re, threading, time
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,20 +19,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, create_model
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from fastcore.basics import patch_to
 import hybrid_retrieval
 from .core import HybridRetrievalError, check_text, short, FUSIONS
 from .data import ImageLoadError, decode_image, load_image
-from .hybrid_search import HybridSearchEngine, SearchResponse, check_k
+from .settings import SETTINGS, Setting
+from .hybrid_search import HybridSearchEngine, SearchResponse
 
 # %% auto #0
-__all__ = ['log', 'MAX_QUERY_CHARS', 'MAX_QUERIES', 'api', 'FORM_OVERHEAD', 'STATIC', 'MAX_UPLOAD_BYTES', 'Settings',
-           'request_settings', 'check_query', 'EngineWorker', 'response_json', 'RequestError', 'query_settings',
-           'search', 'SearchBody', 'search_many', 'search_like', 'search_upload', 'image', 'health', 'create_app',
-           'check_port', 'serve']
+__all__ = ['log', 'MAX_QUERY_CHARS', 'MAX_QUERIES', 'FORM_OVERHEAD', 'STATIC', 'MAX_UPLOAD_BYTES', 'query_settings', 'Settings',
+           'request_settings', 'check_query', 'EngineWorker', 'response_json', 'RequestError', 'settings_dependency',
+           'search', 'search_body', 'search_many', 'search_like', 'search_upload', 'image', 'health', 'api_router',
+           'create_app', 'check_port', 'serve']
 
 # %% ../nbs/09_server.ipynb #11f550fb
 log = logging.getLogger(__name__)
@@ -41,29 +42,25 @@ log = logging.getLogger(__name__)
 MAX_QUERY_CHARS = 1000   # longer text queries are refused (CLIP reads the first 77 tokens)
 MAX_QUERIES = 64         # queries in one POST /api/search
 
+def query_settings()->list[Setting]:
+    "The settings a request may set (declared `query=True`)"
+    return [s for s in SETTINGS.values() if s.query]
+
 @dataclass(frozen=True)
 class Settings:
     "One request's search settings, checked"
-    k1:int
-    k2:int
+    values:tuple                  # ((name, value), ...) of every setting a request may set
     rerank:bool=True              # run stage 2
-    fusion:str='replace'          # one of `FUSIONS`
-    mmr:float|None=None           # MMR's relevance weight in [0, 1]; None: no MMR
     min_score:float|None=None     # drop results scoring below this
+    def __getitem__(self, name:str): return dict(self.values)[name]
     @property
-    def group(self)->tuple: return (self.k1, self.k2, self.rerank, self.fusion, self.mmr)
+    def group(self)->tuple: return (self.values, self.rerank)
 
 # %% ../nbs/09_server.ipynb #cefda61d
-def request_settings(engine:HybridSearchEngine, k1:int|None=None, k2:int|None=None, rerank:bool=True,
-                     fusion:str|None=None, mmr:float|None=None, min_score:float|None=None)->Settings:
-    "A request's `Settings`, each missing value taken from `engine`'s configuration"
-    c = engine.config
-    k1, k2 = check_k(c.k1 if k1 is None else k1, c.k2 if k2 is None else k2)
-    fusion = c.fusion if fusion is None else fusion
-    if fusion not in FUSIONS: raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {short(fusion)}")
-    mmr = c.mmr_lambda if mmr is None else mmr
-    if mmr is not None and not 0 <= mmr <= 1: raise ValueError(f"mmr must be between 0 and 1, got {mmr}")
-    return Settings(k1, k2, bool(rerank), fusion, mmr, min_score)
+def request_settings(engine:HybridSearchEngine, rerank:bool=True, min_score:float|None=None, **values)->Settings:
+    "A request's `Settings` from its `values` by setting name, each missing one taken from `engine`'s configuration"
+    config = engine.config.replace(**{k: v for k,v in values.items() if v is not None})   # checked as the engine checks
+    return Settings(tuple((s.name, getattr(config, s.name)) for s in query_settings()), bool(rerank), min_score)
 
 # %% ../nbs/09_server.ipynb #7d93197e
 def check_query(q)->str:
@@ -74,9 +71,9 @@ def check_query(q)->str:
 
 # %% ../nbs/09_server.ipynb #6515ab48
 @patch_to(Settings)
-def view(self:Settings, engine:HybridSearchEngine)->HybridSearchEngine:
-    "`engine` with these settings (no progress bars: a server has no terminal to draw them on)"
-    return engine.variant(self.rerank, fusion=self.fusion, mmr_lambda=self.mmr, show_progress=False)
+def engine(self:Settings, base:HybridSearchEngine)->HybridSearchEngine:
+    "`base` with these settings (no progress bars: a server has no terminal to draw them on)"
+    return base.variant(self.rerank, show_progress=False, **dict(self.values))
 
 # %% ../nbs/09_server.ipynb #ce1275ce
 @dataclass
@@ -195,8 +192,6 @@ def _add_error_handlers(app:FastAPI):
     app.add_exception_handler(Exception, _unexpected)
 
 # %% ../nbs/09_server.ipynb #cd69fbe1
-api = APIRouter(prefix='/api')
-
 async def _served(request:Request, run:Callable, item, group, settings:Settings, started:float)->dict:
     "Run `item` on the worker and return its JSON"
     response, served = await asyncio.wrap_future(request.app.state.worker.submit(run, item, group))
@@ -207,41 +202,38 @@ async def _served(request:Request, run:Callable, item, group, settings:Settings,
 # %% ../nbs/09_server.ipynb #682d4016
 async def _text(request:Request, q:str, settings:Settings, started:float)->dict:
     engine, q = request.app.state.engine, check_query(q)
-    view = settings.view(engine)
-    run = lambda queries: view.batch_text_to_image_search(queries, settings.k1, settings.k2)
+    searcher = settings.engine(engine)
+    run = lambda queries: searcher.batch_text_to_image_search(queries)
     return await _served(request, run, q, ('text',) + settings.group, settings, started)
 
 # %% ../nbs/09_server.ipynb #77caed28
-def query_settings(request:Request, k1:int|None=Query(None, description='stage-1 (CLIP) candidates'),
-                   k2:int|None=Query(None, description='results'), fusion:str|None=None,
-                   rerank:bool=Query(True, description='run stage 2'),
-                   mmr:float|None=Query(None, description="MMR's relevance weight in [0, 1]"),
-                   min_score:float|None=Query(None, description='leave out results scoring below this'))->Settings:
-    "The search settings in a request's query string (a FastAPI dependency); unset ones come from the configuration"
-    return request_settings(request.app.state.engine, k1, k2, rerank, fusion, mmr, min_score)
+def settings_dependency()->Callable[..., Settings]:
+    "A FastAPI dependency reading each setting a request may set, `rerank` and `min_score` from the query string"
+    P = functools.partial(inspect.Parameter, kind=inspect.Parameter.KEYWORD_ONLY)
+    params = [P('request', annotation=Request)] + [
+        P(s.name, default=Query(None, description=s.help), annotation=s.pytype | None) for s in query_settings()] + [
+        P('rerank', default=Query(True, description='run stage 2'), annotation=bool),
+        P('min_score', default=Query(None, description='leave out results scoring below this'), annotation=float|None)]
+    def from_query(request:Request, **values)->Settings:
+        "The search settings in a request's query string; unset ones come from the configuration"
+        return request_settings(request.app.state.engine, **values)
+    from_query.__signature__ = inspect.Signature(params)
+    return from_query
 
 # %% ../nbs/09_server.ipynb #fcd00bbe
-@api.get('/search', summary='Text -> image search')
-async def search(request:Request, q:str=Query(description='the text query'),
-                 settings:Settings=Depends(query_settings))->dict:
+async def search(request:Request, q:str=Query(description='the text query'), settings:Settings=None)->dict:
     "The `k2` best images for `q`, re-ranked from `k1` CLIP candidates"
     return await _text(request, q, settings, time.perf_counter())
 
 # %% ../nbs/09_server.ipynb #4b22dd59
-class SearchBody(BaseModel):
-    "POST /api/search: one query or a list, and the same settings as GET"
-    model_config = ConfigDict(extra='forbid')
-    q:str|list[str]
-    k1:int|None=None
-    k2:int|None=None
-    fusion:str|None=None
-    rerank:bool=True
-    mmr:float|None=None
-    min_score:float|None=None
+def search_body()->type[BaseModel]:
+    "The model of a POST /api/search body: `q`, one query or a list, and the same settings as GET"
+    fields = {s.name: (s.pytype | None, None) for s in query_settings()}
+    return create_model('SearchBody', __config__=ConfigDict(extra='forbid'), q=(str|list[str], ...), **fields,
+                        rerank=(bool, True), min_score=(float|None, None))
 
 # %% ../nbs/09_server.ipynb #35985eb3
-@api.post('/search', summary='Text -> image search, one query or a list')
-async def search_many(request:Request, body:SearchBody)->dict:
+async def search_many(request:Request, body:BaseModel)->dict:
     "One response for a query, `{'responses': [...]}` for a list; queries that arrive together share engine batches"
     started, queries = time.perf_counter(), [body.q] if isinstance(body.q, str) else body.q
     if not 1 <= len(queries) <= MAX_QUERIES:
@@ -255,9 +247,9 @@ async def search_many(request:Request, body:SearchBody)->dict:
 
 # %% ../nbs/09_server.ipynb #d84aa0df
 async def _image(request:Request, image, label:str, settings:Settings, started:float)->dict:
-    view = settings.view(request.app.state.engine)
+    searcher = settings.engine(request.app.state.engine)
     def run(items):
-        response = view.image_to_image_hybrid_search(items[0], settings.k1, settings.k2)
+        response = searcher.image_to_image_hybrid_search(items[0])
         response.query = label
         return [response]
     return await _served(request, run, image, None, settings, started)
@@ -272,9 +264,8 @@ def _known(request:Request, image_id:str)->Path:
     return path
 
 # %% ../nbs/09_server.ipynb #c92b84ed
-@api.get('/search/image', summary='Image -> image search from a gallery image')
 async def search_like(request:Request, image_id:str=Query(alias='id', description='an image id of the index'),
-                      settings:Settings=Depends(query_settings))->dict:
+                      settings:Settings=None)->dict:
     "The gallery images most like the gallery image `id`"
     return await _image(request, _known(request, image_id), image_id, settings, time.perf_counter())
 
@@ -315,8 +306,7 @@ async def _upload(request:Request, limit:int)->tuple[bytes, str]:
 _UPLOAD_DOC = {'requestBody': {'required': True, 'content': {'multipart/form-data': {'schema': {
     'type': 'object', 'required': ['image'], 'properties': {'image': {'type': 'string', 'format': 'binary'}}}}}}}
 
-@api.post('/search/image', summary='Image -> image search from an upload', openapi_extra=_UPLOAD_DOC)
-async def search_upload(request:Request, settings:Settings=Depends(query_settings))->dict:
+async def search_upload(request:Request, settings:Settings=None)->dict:
     "The gallery images most like the uploaded image (form field `image`); settings in the query string"
     started = time.perf_counter()
     data, name = await _upload(request, request.app.state.max_upload)
@@ -334,7 +324,6 @@ def _thumbnail(path:Path, size:int, mtime_ns:int)->bytes:
     return out.getvalue()
 
 # %% ../nbs/09_server.ipynb #9507ce98
-@api.get('/images/{image_id:path}', name='image', summary='An indexed image, or its thumbnail')
 def image(request:Request, image_id:str, size:int|None=Query(None, ge=16, le=1024, description='thumbnail size')):
     "The image file of `image_id`, or a JPEG thumbnail at most `size` pixels wide and high"
     path = _known(request, image_id)
@@ -344,16 +333,38 @@ def image(request:Request, image_id:str, size:int|None=Query(None, ge=16, le=102
     return Response(data, media_type='image/jpeg', headers={'Cache-Control': 'max-age=3600'})
 
 # %% ../nbs/09_server.ipynb #11728007
-@api.get('/health', summary='The models, the device and the gallery')
 def health(request:Request)->dict:
     "What this server searches and with what; the page reads its defaults from here"
     e, w = request.app.state.engine, request.app.state.worker
     c = e.config
     return dict(status='ok', gallery=len(e.index), index_type=e.index.index_type, device=str(e.bi_encoder.device),
                 models=dict(stage1=e.bi_encoder.model_id, stage2=getattr(e.cross_encoder, 'model_id', None)),
-                fusions=list(FUSIONS), defaults=dict(k1=c.k1, k2=c.k2, fusion=c.fusion, mmr=c.mmr_lambda),
+                fusions=list(FUSIONS), defaults={s.name: getattr(c, s.name) for s in query_settings()},
                 batching=dict(max_batch=w.max_batch, wait_ms=w.wait_s * 1000),
                 version=hybrid_retrieval.__version__)
+
+# %% ../nbs/09_server.ipynb #a7c0de02
+def _with(endpoint:Callable, **params)->Callable:
+    "`endpoint` with some parameters changed as FastAPI reads them: `name=dict(default=..., annotation=...)`"
+    sig = inspect.signature(endpoint)
+    @functools.wraps(endpoint)
+    async def run(*args, **kwargs): return await endpoint(*args, **kwargs)
+    run.__signature__ = sig.replace(parameters=[p.replace(**params.get(p.name, {})) for p in sig.parameters.values()])
+    return run
+
+# %% ../nbs/09_server.ipynb #a7c0de03
+def api_router()->APIRouter:
+    "The API's routes under /api, taking the settings declared now"
+    r, settings = APIRouter(prefix='/api'), dict(settings=dict(default=Depends(settings_dependency())))
+    r.add_api_route('/search', _with(search, **settings), summary='Text -> image search')
+    r.add_api_route('/search', _with(search_many, body=dict(annotation=search_body())), methods=['POST'],
+                    summary='Text -> image search, one query or a list')
+    r.add_api_route('/search/image', _with(search_like, **settings), summary='Image -> image search from a gallery image')
+    r.add_api_route('/search/image', _with(search_upload, **settings), methods=['POST'], openapi_extra=_UPLOAD_DOC,
+                    summary='Image -> image search from an upload')
+    r.add_api_route('/images/{image_id:path}', image, name='image', summary='An indexed image, or its thumbnail')
+    r.add_api_route('/health', health, summary='The models, the device and the gallery')
+    return r
 
 # %% ../nbs/09_server.ipynb #93948baa
 STATIC = Path(hybrid_retrieval.__file__).parent/'static'   # the page: index.html, app.js, style.css
@@ -378,7 +389,7 @@ def create_app(engine:HybridSearchEngine,          # the engine every request sh
                   description='Two-stage image search: CLIP + FAISS candidates, re-ranked by a cross-encoder.')
     app.state.engine,app.state.worker,app.state.max_upload = engine,worker,max_upload_bytes
     _add_error_handlers(app)
-    app.include_router(api)
+    app.include_router(api_router())
     app.add_api_route('/', _page, include_in_schema=False)
     app.mount('/static', StaticFiles(directory=STATIC), name='static')
     if cors_origins:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from PIL import Image, ImageDraw
 from .core import PACKAGE_DIR, atomic_dir
-from .data import ImageDataset, load_captions_file, draw_shape, SHAPES
-from .config import default_cache_dir, register_preset, register_data_source
+from .data import ImageDataset, load_captions_file, draw_shape, register_data_source, SHAPES
+from .config import default_cache_dir, register_preset
 
 # %% auto #0
 __all__ = ['COLOURS', 'SIZES', 'IMAGE_SIZE', 'TRAIN_SEED', 'HELDOUT_SEED', 'VALIDATION_SEED', 'OBJECTS', 'TEMPLATES',

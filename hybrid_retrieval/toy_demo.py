@@ -15,8 +15,8 @@ from .bi_encoder import BiEncoder
 from .index import build_index
 from .cross_encoder import CrossEncoder
 from .hybrid_search import HybridSearchEngine
-from .config import (load_config, load_dataset, load_bi_encoder, load_cross_encoder, search_config,
-                                     config_dict, index_dir, embedding_cache_dir)
+from .config import load_config, config_dict, index_dir, embedding_cache_dir
+from .build import load_dataset, load_bi_encoder, load_cross_encoder, search_config
 from .evaluation import evaluate, report_rows
 from .toy import World, rebindings, scene_captions
 
@@ -104,14 +104,14 @@ def run_demo(figure:str|Path='toy-demo.png', # where to write the comparison gri
     "The toy world's gallery, index, comparison table and figure; returns the report, figure path and example queries"
     import matplotlib.pyplot as plt
     config = load_config(preset='toy')
-    config.device, config.performance.show_progress = device, show_progress
+    config.device, config.show_progress = device, show_progress
     dataset = load_dataset(config)
     bi, ce = load_bi_encoder(config), load_cross_encoder(config, dataset)
     index, _ = build_index(bi, dataset, cache_dir=embedding_cache_dir(config))
     index.save(index_dir(config), dataset)
     common = dict(directions=('t2i',), seed=seed, index=index, show_progress=show_progress, config=config_dict(config))
-    report = evaluate(bi, ce, dataset, methods=('clip', 'hybrid'), k1s=(config.stage1.k1,),
-                      fusions=(config.fusion.method,), queries=queries, **common)
+    report = evaluate(bi, ce, dataset, methods=('clip', 'hybrid'), k1s=(config.k1,),
+                      fusions=(config.fusion,), queries=queries, **common)
     cross = evaluate(bi, ce, dataset, methods=('cross',), queries=cross_queries,
                      max_cross_pairs=cross_queries * len(dataset), **common)
     report['results'] += cross['results']

@@ -4,7 +4,8 @@ import os, signal, subprocess, time
 from pathlib import Path
 import numpy as np
 import pytest
-from hybrid_retrieval.config import build_engine, load_config
+from hybrid_retrieval.config import load_config
+from hybrid_retrieval.build import build_engine
 from hybrid_retrieval.index import ImageIndex
 from hybrid_retrieval.toy import toy_dataset
 from test_cli import script

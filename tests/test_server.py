@@ -55,7 +55,7 @@ def captions(gallery:Path, n:int=3)->list[dict]:
 def test_the_api_over_http(server):
     base, gallery, _ = server
     status, health = get(f'{base}/api/health')
-    assert status == 200 and health['gallery'] == 1000 and health['defaults'] == dict(k1=20, k2=10, fusion='weighted', mmr=None)
+    assert status == 200 and health['gallery'] == 1000 and health['defaults'] == dict(k1=20, k2=10, fusion='weighted', mmr_lambda=None)
     first = captions(gallery)[0]
     status, found = get(f"{base}/api/search?{urllib.parse.urlencode({'q': first['caption']})}")
     assert status == 200 and len(found['results']) == 10 and found['fusion'] == 'weighted'
@@ -68,7 +68,8 @@ def test_the_api_over_http(server):
 def client(server):
     "FastAPI's test client on the toy preset's engine, in this process"
     from fastapi.testclient import TestClient
-    from hybrid_retrieval.config import build_engine, load_config
+    from hybrid_retrieval.config import load_config
+    from hybrid_retrieval.build import build_engine
     from hybrid_retrieval.server import create_app
     import hybrid_retrieval.toy   # registers the preset
     saved = os.environ.get('XDG_CACHE_HOME')
@@ -96,7 +97,7 @@ def test_the_api_on_the_toy_preset(server, client):
     ('get', '/api/search', dict(params={'q': 'a red circle', 'k1': 5, 'k2': 10}), 422, 'k2 (10) must not exceed k1 (5)'),
     ('get', '/api/search', dict(params={'q': 'a red circle', 'fusion': 'max'}), 422,
      "fusion must be one of replace, weighted, rank_fusion, sum; got 'max'"),
-    ('get', '/api/search', dict(params={'q': 'a red circle', 'mmr': -1}), 422, 'mmr must be between 0 and 1, got -1.0'),
+    ('get', '/api/search', dict(params={'q': 'a red circle', 'mmr_lambda': -1}), 422, 'mmr_lambda must be between 0 and 1, got -1.0'),
     ('get', '/api/search', dict(params={'q': ''}), 422, 'q is empty'),
     ('get', '/api/search', dict(params={'q': 'a' * 5000}), 422, 'q is too long: 5,000 characters (at most 1,000)'),
     ('get', '/api/search', dict(params={'q': 'x', 'rerank': 'maybe'}), 422,

@@ -66,5 +66,5 @@ def test_kaggle_settings_are_a_valid_configuration(monkeypatch):
     ns = {}
     exec(next(c for c in cells if c.startswith('import os')) + '\n' + settings, ns)
     config = ns['config']
-    assert (config.stage1.model, config.stage1.pretrained) == ('ViT-B-32', 'openai')
-    assert (config.stage2.model, config.stage2.features_dir) == ('Salesforce/blip2-itm-vit-g-coco', 'features')
+    assert (config.clip_model, config.pretrained) == ('ViT-B-32', 'openai')
+    assert (config.cross_model, config.stage2.features_dir) == ('Salesforce/blip2-itm-vit-g-coco', 'features')

@@ -29,7 +29,7 @@ async function api(path, options) {
 
 function settings() {
   const p = new URLSearchParams();
-  for (const [name, id] of [['k1', 'k1'], ['k2', 'k2'], ['mmr', 'mmr'], ['min_score', 'min-score']]) {
+  for (const [name, id] of [['k1', 'k1'], ['k2', 'k2'], ['mmr_lambda', 'mmr'], ['min_score', 'min-score']]) {
     const v = $(id).value.trim();
     if (v !== '') p.set(name, v);
   }
@@ -179,7 +179,7 @@ async function start() {
     showError(e.message);
   }
   const p = new URLSearchParams(location.search);
-  for (const [name, id] of [['k1', 'k1'], ['k2', 'k2'], ['mmr', 'mmr'], ['min_score', 'min-score']])
+  for (const [name, id] of [['k1', 'k1'], ['k2', 'k2'], ['mmr_lambda', 'mmr'], ['min_score', 'min-score']])
     if (p.has(name)) $(id).value = p.get(name);
   if (p.has('fusion')) $('fusion').value = p.get('fusion');
   if (p.get('rerank') === 'false') $('rerank').checked = false;
