@@ -61,8 +61,8 @@ def test_save_results_writes_json_in_the_cache(env):
 
 
 @pytest.mark.parametrize('args, code, message', [
-    (('search', 'a dog', '--k2', '0'), 1, 'hybrid_search.k2 must be a positive integer, got 0'),
-    (('search', 'a dog', '--k1', '5', '--k2', '10'), 1, 'hybrid_search.k2 (10) must not exceed hybrid_search.k1 (5)'),
+    (('search', 'a dog', '--k2', '0'), 1, 'hybrid_search.stage2.k2 must be a positive integer, got 0'),
+    (('search', 'a dog', '--k1', '5', '--k2', '10'), 1, 'hybrid_search.stage2.k2 (10) must not exceed hybrid_search.stage1.k1 (5)'),
     (('search', 'a dog', '--index', '/no/such/index'), 1, 'no index at /no/such/index'),
     (('search', 'a dog', '--config', '/no/such.yaml'), 1, 'configuration file not found: /no/such.yaml'),
     (('search', '--image', '/no/such.jpg'), 1, '/no/such.jpg: file not found'),

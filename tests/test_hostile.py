@@ -346,12 +346,12 @@ def test_billion_laughs_is_refused_before_expansion(tmp_path):
 def test_preset_does_not_hide_an_invalid_value_in_the_users_file(tmp_path):
     (tmp_path/'mine.yaml').write_text('hybrid_search: {stage1: {k1: "twenty"}}\n')
     fails(*run('search', 'x', '--config', tmp_path/'mine.yaml', '--preset', 'toy')[::2],
-          "mine.yaml: hybrid_search.k1 must be an integer, got 'twenty'")
+          "mine.yaml: hybrid_search.stage1.k1 must be an integer, got 'twenty'")
 
 
 def test_preset_in_the_file_does_not_hide_an_invalid_value(tmp_path):
     (tmp_path/'mine.yaml').write_text('hybrid_search: {preset: toy, fusion: {method: best}}\n')
-    fails(*run('search', 'x', '--config', tmp_path/'mine.yaml')[::2], 'hybrid_search.fusion must be one of', "'best'")
+    fails(*run('search', 'x', '--config', tmp_path/'mine.yaml')[::2], 'hybrid_search.fusion.method must be one of', "'best'")
 
 
 def test_python_tags_are_refused_with_their_place(tmp_path):
@@ -363,7 +363,7 @@ def test_python_tags_are_refused_with_their_place(tmp_path):
 def test_huge_value_is_shortened_in_the_message(tmp_path):
     (tmp_path/'long.yaml').write_text('hybrid_search: {stage1: {k1: "' + 'x' * 100_000 + '"}}\n')
     code, out, err = run('search', 'x', '--config', tmp_path/'long.yaml')
-    fails(code, err, 'hybrid_search.k1 must be an integer')
+    fails(code, err, 'hybrid_search.stage1.k1 must be an integer')
     assert len(err) < 300, len(err)
 
 
@@ -379,9 +379,9 @@ def test_oversized_config_file_is_refused(tmp_path):
 
 @pytest.mark.parametrize('text, message', [
     ('- a\n- b\n', "a configuration must be a mapping with the key 'hybrid_search', got list"),
-    ('hybrid_search: {performance: {threads: 0}}', 'hybrid_search.threads must be a positive integer, got 0'),
-    ('hybrid_search: {data: {max_pixels: -5}}', 'hybrid_search.max_pixels must be a positive integer, got -5'),
-    ('hybrid_search: {stage2: {k2: true}}', 'hybrid_search.k2 must be an integer, got True'),
+    ('hybrid_search: {performance: {threads: 0}}', 'hybrid_search.performance.threads must be a positive integer, got 0'),
+    ('hybrid_search: {data: {max_pixels: -5}}', 'hybrid_search.data.max_pixels must be a positive integer, got -5'),
+    ('hybrid_search: {stage2: {k2: true}}', 'hybrid_search.stage2.k2 must be an integer, got True'),
     ('hybrid_search: {fusion: {alpha: 2}}', 'hybrid_search.fusion.alpha must be between 0 and 1, got 2.0'),
     ('hybrid_search: {stage1: [1, 2]}', 'hybrid_search.stage1 must be a mapping, got list'),
 ])
@@ -582,10 +582,10 @@ def test_sigkill_during_index_leaves_the_previous_index_usable(env, tmp_path):
     (('search', ' \t '), 'query is empty'),
     (('search', 'a dog', '--filter', 'colour'), "--filter expects KEY=VALUE, got 'colour'"),
     (('search', 'a dog', '--filter', '=red'), "--filter expects KEY=VALUE, got '=red'"),
-    (('search', 'a dog', '--k1', '5', '--k2', '9'), 'hybrid_search.k2 (9) must not exceed hybrid_search.k1 (5)'),
+    (('search', 'a dog', '--k1', '5', '--k2', '9'), 'hybrid_search.stage2.k2 (9) must not exceed hybrid_search.stage1.k1 (5)'),
     (('search', 'a dog', '--mmr', '2'), 'hybrid_search.mmr.lambda must be between 0 and 1, got 2'),
     (('search', '--image', '/no/such.jpg'), '/no/such.jpg: file not found'),
-    (('search', 'a dog', '--max-pixels', '0'), 'hybrid_search.max_pixels must be a positive integer, got 0'),
+    (('search', 'a dog', '--max-pixels', '0'), 'hybrid_search.data.max_pixels must be a positive integer, got 0'),
     (('search', 'a dog', '--threads', '0'), '--threads must be a positive integer, got 0'),
     (('eval', '--methods', 'clip,bm25'), "unknown method or direction 'bm25'"),
     (('eval', '--directions', 'i2i'), "unknown method or direction 'i2i'"),

@@ -67,4 +67,4 @@ def test_kaggle_settings_are_a_valid_configuration(monkeypatch):
     exec(next(c for c in cells if c.startswith('import os')) + '\n' + settings, ns)
     config = ns['config']
     assert (config.clip_model, config.pretrained) == ('ViT-B-32', 'openai')
-    assert (config.cross_model, config.stage2.features_dir) == ('Salesforce/blip2-itm-vit-g-coco', 'features')
+    assert (config.cross_model, config.features_dir) == ('Salesforce/blip2-itm-vit-g-coco', 'features')
