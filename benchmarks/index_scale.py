@@ -41,7 +41,7 @@ def synthetic(n:int, seed:int, chunk:int=50_000):
 
 def write_shards(n:int, folder:Path, shard_size:int=100_000)->list[Path]:
     "The gallery as embedding shards, the files `index --engine ray` writes"
-    from hybrid_retrieval.index import write_embeddings
+    from hybrid_retrieval.embeddings import write_embeddings
     folders, done = [], 0
     for k,x in enumerate(synthetic(n, seed=0, chunk=shard_size)):
         folders.append(folder/f'{k:06d}')
@@ -111,7 +111,7 @@ def measure(name:str, folders, path:Path, queries_path:Path, truth, **params)->d
 
 def exact_top(folders, queries:np.ndarray, k:int=10)->list[list[str]]:
     "Flat's answer, by brute force over the shards: the ids of each query's `k` best vectors"
-    from hybrid_retrieval.index import read_embeddings
+    from hybrid_retrieval.embeddings import read_embeddings
     best_s, best_i = np.full((len(queries), k), -np.inf, np.float32), np.empty((len(queries), k), object)
     for f in folders:
         man, emb = read_embeddings(f, 'synthetic', mmap=True)

@@ -28,7 +28,7 @@ from rerank import build, QUERY   # the full-size BLIP / BLIP-2 architectures, r
 from hybrid_retrieval.core import Timer, default_device, autocast_dtype, half_dtype, cpu_has_bf16, atomic_write
 from hybrid_retrieval.data import ImageDataset
 from hybrid_retrieval.bi_encoder import BiEncoder
-from hybrid_retrieval.index import ImageIndex, _ivf_nlist
+from hybrid_retrieval.index import ImageIndex, ivf_nlist
 from hybrid_retrieval.cross_encoder import CrossEncoder, FeatureStore
 from hybrid_retrieval.hybrid_search import HybridSearchEngine, SearchConfig
 from hybrid_retrieval.tiny import save_tiny_clip, save_tiny_blip2_itm, save_tiny_blip_itm
@@ -120,7 +120,7 @@ def bench_stage1(args, tmp, device):
     stage1_times(bi, flat, queries[:2])   # warm-up
     out = dict(model=bi.model_id, k=100, flat=dict(n=s['gallery'], **pct(stage1_times(bi, flat, queries))))
     del flat
-    ivf = ImageIndex(bi.dim, 'ivfflat', bi.model_id, nlist=_ivf_nlist(s['ivf']))   # lists for 1M, trained on a sample
+    ivf = ImageIndex(bi.dim, 'ivfflat', bi.model_id, nlist=ivf_nlist(s['ivf']))   # lists for 1M, trained on a sample
     with Timer() as t_build:
         ivf.train(unit(rng, min(s['ivf'], 200_000), bi.dim))
         for start in range(0, s['ivf'], 250_000):

@@ -12,7 +12,8 @@ from .core import set_threads
 from . import data as data_module
 from .data import ImageDataset, DATA_SOURCES
 from .bi_encoder import BiEncoder
-from .index import ImageIndex, IndexLoadError, load_gallery, index_exists, check_index_model
+from .index import ImageIndex, check_index_model
+from .index_files import IndexLoadError, load_gallery, index_exists
 from .cross_encoder import CrossEncoder
 from .hybrid_search import HybridSearchEngine, SearchConfig
 from .config import HybridConfig, ConfigError, load_config, config_from_dict, index_dir
@@ -48,9 +49,9 @@ def load_cross_encoder(config:HybridConfig, dataset:ImageDataset|None=None)->Cro
     if c.cross_model is None: return None
     if not c.show_progress: transformers.utils.logging.disable_progress_bar()
     return CrossEncoder(c.cross_model, c.backend, dtype=None if c.half_precision else torch.float32,
-                        batch_size=c.cross_batch_size, features_dir=c.features_dir, dataset=dataset, store_kv=c.store_kv,
-                        cpu_bf16=c.cpu_bf16, device_store_bytes=c.device_store_mb and c.device_store_mb * 2**20,
-                        **_runtime(config))
+                        batch_size=c.cross_batch_size, features_dir=c.features_dir, dataset=dataset,
+                        store_kv=c.store_kv, cpu_bf16=c.cpu_bf16,
+                        device_store_bytes=c.device_store_mb and c.device_store_mb * 2**20, **_runtime(config))
 
 # %% ../nbs/06a_build.ipynb #03fb4847
 def load_dataset(config:HybridConfig)->ImageDataset:

@@ -118,7 +118,8 @@ def _eval_parser(sub, common):
     ev = sub.add_parser('eval', parents=[common],
                         help='evaluate CLIP-only vs hybrid vs cross-encoder-only (Recall@K, MRR, MAP, latency)')
     _add_gallery_args(ev, 'evaluate', folder=False)
-    ev.add_argument('--split', dest='eval_split', default='test', help="split to evaluate (default: test; 'all' for the whole dataset)")
+    ev.add_argument('--split', dest='eval_split', default='test',
+                    help="split to evaluate (default: test; 'all' for the whole dataset)")
     ev.add_argument('--methods', default='clip,hybrid',
                     help='comma-separated: clip, hybrid, cross (default: clip,hybrid)')
     ev.add_argument('--directions', default='t2i,i2t', help='comma-separated: t2i, i2t (default: both)')
@@ -232,7 +233,8 @@ def _report_skipped(skipped:list[tuple[str,str]]):
 # %% ../nbs/11_cli.ipynb #e4c724c5
 def _index_to_extend(args, path:Path, dataset:ImageDataset)->ImageIndex|None:
     "With --extend, the saved index (checked against the gallery before any model loads), else None"
-    from hybrid_retrieval.index import ImageIndex, index_exists
+    from hybrid_retrieval.index import ImageIndex
+    from hybrid_retrieval.index_files import index_exists
     if not (args.extend and index_exists(path)): return None
     index = ImageIndex.load(path)
     gone = [i for i in index.ids if i not in dataset]
@@ -369,7 +371,8 @@ def cmd_search(args):
 def cmd_verify(args):
     "`hybrid-retrieval verify`: check an index folder; with --prune, remove the images that are gone"
     from hybrid_retrieval.config import index_dir
-    from hybrid_retrieval.index import ImageIndex, load_gallery, missing_images
+    from hybrid_retrieval.index import ImageIndex, missing_images
+    from hybrid_retrieval.index_files import load_gallery
     path = index_dir(_config(args))
     index, dataset = ImageIndex.load(path), load_gallery(path)
     gone = missing_images(index, dataset)
@@ -431,7 +434,8 @@ def cmd_eval(args):
     "`hybrid-retrieval eval`: CLIP vs hybrid vs cross-encoder on a gallery split"
     from hybrid_retrieval.config import index_dir, config_dict
     from hybrid_retrieval.build import load_bi_encoder, load_cross_encoder
-    from hybrid_retrieval.index import ImageIndex, load_gallery, index_exists
+    from hybrid_retrieval.index import ImageIndex
+    from hybrid_retrieval.index_files import load_gallery, index_exists
     from hybrid_retrieval.evaluation import evaluate, report_table, save_report
     config = _config(args)
     methods, directions, k1s, fusions = _eval_args(args, config)
@@ -444,7 +448,8 @@ def cmd_eval(args):
         dataset, index = load_gallery(path), ImageIndex.load(path)
     bi = load_bi_encoder(config)
     ce = load_cross_encoder(config) if set(methods) & {'hybrid', 'cross'} else None
-    report = evaluate(bi, ce, dataset, None if args.eval_split == 'all' else args.eval_split, methods, directions, k1s, fusions,
+    split = None if args.eval_split == 'all' else args.eval_split
+    report = evaluate(bi, ce, dataset, split, methods, directions, k1s, fusions,
                       args.queries, args.seed, args.max_cross_pairs, index, config.show_progress,
                       config_dict(config))
     _emit(args.format, report, report_table(report))

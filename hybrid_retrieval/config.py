@@ -63,8 +63,10 @@ def _upgrade(hs):
     if isinstance(mmr, dict) and 'enabled' in mmr:
         mmr = hs['mmr'] = dict(mmr)
         on = mmr.pop('enabled')
-        if not isinstance(on, bool): raise ConfigError(f"hybrid_search.mmr.enabled must be true or false, got {short(on)}")
-        warnings.warn("hybrid_search.mmr.enabled is deprecated: set hybrid_search.mmr.lambda (null: off)", FutureWarning)
+        if not isinstance(on, bool):
+            raise ConfigError(f"hybrid_search.mmr.enabled must be true or false, got {short(on)}")
+        warnings.warn("hybrid_search.mmr.enabled is deprecated: set hybrid_search.mmr.lambda (null: off)",
+                      FutureWarning)
         mmr['lambda'] = (0.7 if mmr.get('lambda') is None else mmr['lambda']) if on else None
     return hs
 

@@ -18,9 +18,9 @@ from .core import HybridRetrievalError, atomic_write, read_json, text_lines, sho
 # %% auto #0
 __all__ = ['log', 'DEFAULT_MAX_PIXELS', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'KAGGLE_INPUT_VAR', 'SHAPES', 'SAMPLE_COLOURS',
            'DATA_SOURCES', 'ImageLoadError', 'to_rgb', 'load_image', 'decode_image', 'safe_path', 'ImageDataset',
-           'load_rows_file', 'load_captions_file', 'save_captions_file', 'load_image_folder', 'read_flickr30k_csv',
-           'read_karpathy_split', 'kaggle_input_root', 'find_flickr30k_dir', 'load_flickr30k', 'draw_shape',
-           'make_sample_dataset', 'register_data_source']
+           'add_row', 'csv_rows', 'load_rows_file', 'load_captions_file', 'save_captions_file', 'load_image_folder',
+           'read_flickr30k_csv', 'read_karpathy_split', 'kaggle_input_root', 'find_flickr30k_dir', 'load_flickr30k',
+           'draw_shape', 'make_sample_dataset', 'register_data_source']
 
 # %% ../nbs/01_data.ipynb #cf3288cb
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def caption_pairs(self:ImageDataset)->list[tuple[str,str]]:
     return [(c, i) for i in self.image_ids for c in self.captions.get(i, [])]
 
 # %% ../nbs/01_data.ipynb #801e2149
-def _add_row(rows, root, image, caption, split=None, meta=None):
+def add_row(rows, root, image, caption, split=None, meta=None):
     "Accumulate one (image, caption) row into `rows`; returns why it was rejected, or None"
     image = (image or '').strip()
     if not image: return 'no image path'
@@ -235,7 +235,7 @@ def _jsonl_rows(path:Path, root:Path, rows:dict, skipped:list):
         if why is None and not isinstance(rec, dict): why = f'expected a JSON object, got {short(rec)}'
         if why is None:
             meta = {k:v for k,v in rec.items() if k not in ('image', 'caption', 'split')}
-            why = _add_row(rows, root, rec.get('image'), rec.get('caption'), rec.get('split'), meta)
+            why = add_row(rows, root, rec.get('image'), rec.get('caption'), rec.get('split'), meta)
         if why: skipped.append((f'{path.name}:{n}', why))
 
 # %% ../nbs/01_data.ipynb #86626322
@@ -246,7 +246,7 @@ def _csv_lines(path:Path, skipped:list):
         yield line if why is None else '\n'
 
 # %% ../nbs/01_data.ipynb #ca3c3ef3
-def _csv_rows(path:Path, root:Path, rows:dict, skipped:list, required=('image', 'caption')):
+def csv_rows(path:Path, root:Path, rows:dict, skipped:list, required=('image', 'caption')):
     "Read a CSV / TSV file of images (and captions) into `rows`, recording each row it cannot use in `skipped`"
     reader = csv.DictReader(_csv_lines(path, skipped), delimiter='\t' if path.suffix.lower() == '.tsv' else ',')
     try: cols = [c.strip() for c in reader.fieldnames or []]
@@ -260,7 +260,7 @@ def _csv_rows(path:Path, root:Path, rows:dict, skipped:list, required=('image', 
             where = f'{path.name}:{reader.line_num}'
             if None in rec: skipped.append((where, 'more fields than the header')); continue
             meta = {k:v for k,v in rec.items() if k not in ('image', 'caption', 'split') and v not in (None, '')}
-            if why := _add_row(rows, root, rec.get('image'), rec.get('caption'), rec.get('split'), meta):
+            if why := add_row(rows, root, rec.get('image'), rec.get('caption'), rec.get('split'), meta):
                 skipped.append((where, why))
     except csv.Error as e: raise ValueError(f"{path}:{reader.line_num}: {e}") from None
 
@@ -283,7 +283,7 @@ def load_captions_file(path:str|Path,           # .csv / .tsv (header with `imag
                        images_dir:str|Path|None=None, # folder image paths are relative to; default: the file's folder
                        name:str|None=None)->ImageDataset: # dataset name; default: the file name
     "Load a gallery from a CSV or JSONL file of (image, caption[, split]) rows"
-    return load_rows_file(path, images_dir, name, {'.csv': _csv_rows, '.tsv': _csv_rows, '.jsonl': _jsonl_rows},
+    return load_rows_file(path, images_dir, name, {'.csv': csv_rows, '.tsv': csv_rows, '.jsonl': _jsonl_rows},
                           'captions file')
 
 # %% ../nbs/01_data.ipynb #fed1cc46
@@ -438,7 +438,7 @@ def load_flickr30k(data_dir:str|Path|None=None,   # holds results.csv and/or dat
     source = (split_file or captions_file).name
     for fname,(split,caps) in images.items():
         for c in caps:
-            if why := _add_row(rows, root, fname, c, split): skipped.append((f'{source}:{fname}', why)); break
+            if why := add_row(rows, root, fname, c, split): skipped.append((f'{source}:{fname}', why)); break
     return _dataset_from_rows(rows, root, 'flickr30k', skipped)
 
 # %% ../nbs/01_data.ipynb #bbf317d2

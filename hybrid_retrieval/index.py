@@ -13,28 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, faiss
 from fastcore.basics import patch
-from .core import (HybridRetrievalError, atomic_write, atomic_dir, clean_leftovers, sha256_file, sha256_str,
-                                   model_dir, file_stamp, read_json, short, human_bytes,
-                                   quiet_stdout, INDEX_TYPES, IVF_TYPES)
-from .data import ImageDataset, save_captions_file, load_captions_file
+from .core import atomic_dir, human_bytes, INDEX_TYPES, IVF_TYPES
+from .data import ImageDataset
 from .bi_encoder import BiEncoder
+from .embeddings import EmbeddingCache
+from .index_files import (IndexLoadError, ShardRows, write_manifest, read_manifest, read_faiss,
+                                          verified_shards, load_gallery, index_exists)
 
 # %% auto #0
-__all__ = ['log', 'INDEX_FORMAT_VERSION', 'FLAT_MAX', 'REFINE', 'IndexLoadError', 'ImageIndex', 'load_gallery', 'index_exists',
-           'write_embeddings', 'read_embeddings', 'EmbeddingCache', 'ShardRows', 'default_memory_budget', 'IndexChoice',
+__all__ = ['log', 'INDEX_PARAMS', 'FLAT_MAX', 'REFINE', 'ivf_nlist', 'ImageIndex', 'default_memory_budget', 'IndexChoice',
            'choose_index', 'IndexReport', 'check_index_model', 'build_index', 'missing_images']
 
 # %% ../nbs/03_index.ipynb #0bf024b0
 log = logging.getLogger(__name__)
 
-# %% ../nbs/03_index.ipynb #d1a3ce97
-class IndexLoadError(HybridRetrievalError):
-    "A saved index is missing, damaged, or does not fit the model it is used with"
-
-INDEX_FORMAT_VERSION = 2
-
 # %% ../nbs/03_index.ipynb #0c93f155
-def _ivf_nlist(n:int, nlist:int|None=None)->int:
+def ivf_nlist(n:int, nlist:int|None=None)->int:
     "Inverted lists for `n` training vectors: ~4 sqrt(n), at least 39 training points per list"
     return nlist or max(1, min(4*int(math.sqrt(n)), n//39))
 
@@ -44,7 +38,7 @@ def _ivf_nprobe(nlist:int)->int:
 
 def _ivfpq_params(n, dim, nlist=None, pq_m=None):
     "Sensible IVF-PQ sizes for `n` training vectors of `dim`: (nlist, m, nbits)"
-    nlist = _ivf_nlist(n, nlist)
+    nlist = ivf_nlist(n, nlist)
     if pq_m is None: pq_m = next(m for m in (64, 48, 32, 16, 8, 4, 2, 1) if dim % m == 0 and m <= dim//2 or m == 1)
     if dim % pq_m: raise ValueError(f"pq_m ({pq_m}) must divide the embedding dimension ({dim})")
     nbits = max(1, min(8, int(math.log2(max(2, n/39)))))  # faiss wants >= 39 training points per centroid
@@ -60,7 +54,7 @@ def _new_faiss_index(index_type, dim, n_train, params):
     if n_train < 40: raise ValueError(f"an {index_type} index is trained on the first vectors added and needs at least "
                                       f"40, got {n_train}; use index_type='flat' for small galleries")
     if index_type == 'ivfflat':
-        params['nlist'] = _ivf_nlist(n_train, params.get('nlist'))
+        params['nlist'] = ivf_nlist(n_train, params.get('nlist'))
         return faiss.index_factory(dim, f"IVF{params['nlist']},Flat", faiss.METRIC_INNER_PRODUCT)
     nlist, m, nbits = _ivfpq_params(n_train, dim, params.get('nlist'), params.get('pq_m'))
     params.update(nlist=nlist, pq_m=m, nbits=nbits)
@@ -68,6 +62,8 @@ def _new_faiss_index(index_type, dim, n_train, params):
     return faiss.index_factory(dim, f'IVF{nlist},PQ{m}x{nbits}np', faiss.METRIC_INNER_PRODUCT)
 
 # %% ../nbs/03_index.ipynb #59c2e185
+INDEX_PARAMS = ('hnsw_m', 'ef_search', 'nlist', 'pq_m', 'nbits', 'nprobe', 'on_disk', 'refine')   # what `ImageIndex` takes
+
 class ImageIndex:
     "A FAISS inner-product index over image embeddings, addressed by image id"
     def __init__(self,
@@ -75,7 +71,9 @@ class ImageIndex:
                  index_type:str='flat',     # 'flat', 'hnsw', 'ivfflat' or 'ivfpq'
                  model_id:str|None=None,    # the bi-encoder that produced the vectors
                  use_gpu:bool|None=None,    # search on GPU; None: when faiss sees a GPU and the type supports it
-                 **params):                 # hnsw_m, ef_search, nlist, pq_m, nprobe, on_disk, refine
+                 **params):                 # any of `INDEX_PARAMS`
+        unknown = [k for k in params if k not in INDEX_PARAMS]
+        if unknown: raise TypeError(f"unknown index parameter {unknown[0]!r}; accepted: {', '.join(INDEX_PARAMS)}")
         if index_type not in INDEX_TYPES: raise ValueError(f"index_type must be one of {INDEX_TYPES}, got "
                                                            f"{index_type!r}")
         if dim < 1: raise ValueError(f"dim must be positive, got {dim}")
@@ -87,6 +85,10 @@ class ImageIndex:
 
     @property
     def on_disk(self)->bool: return bool(self.params.get('on_disk'))
+    @property
+    def faiss_index(self):
+        "The FAISS index itself (None until vectors are added), for code that writes FAISS files"
+        return self._index
     @property
     def _pos(self)->dict:
         "Each id's position, built when first needed: a search needs none, and a million ids take ~100 MB"
@@ -202,23 +204,13 @@ def vectors(self:ImageIndex, image_ids:list[str])->np.ndarray:
         faiss.extract_index_ivf(self._index).make_direct_map(); self._direct_map = True
     return np.stack([self._index.reconstruct(self._pos[i]) for i in image_ids])
 
-# %% ../nbs/03_index.ipynb #d7b2ada2
-def _manifest_checksum(m:dict)->str:
-    "SHA-256 of everything the manifest says except its own checksum"
-    return sha256_str(json.dumps({k: v for k,v in m.items() if k != 'checksum'}, sort_keys=True))
-
+# %% ../nbs/03_index.ipynb #e3a00002
 @patch
 def write_manifest(self:ImageIndex, folder:Path, dataset:ImageDataset|None=None, shards:list[dict]|None=None):
-    "Write the gallery (if given) and the manifest into `folder`, which already holds the FAISS files (and `shards`)"
-    if dataset is not None:
-        save_captions_file(dataset, folder/'gallery.jsonl')
-        (folder/'gallery.json').write_text(json.dumps(dict(root=str(dataset.root.resolve()), name=dataset.name)))
-    manifest = dict(format_version=INDEX_FORMAT_VERSION, model_id=self.model_id, dim=self.dim, count=len(self),
-                    index_type=self.index_type, params=self.params, ids=self.ids,
-                    files={f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.is_file()})
-    if shards: manifest['shards'] = shards     # name, count, bytes, manifest_sha256: the exact vectors of refine
-    manifest['checksum'] = _manifest_checksum(manifest)
-    (folder/'manifest.json').write_text(json.dumps(manifest))
+    "Write this index's manifest (and the gallery, if given) into `folder`, which already holds its FAISS files"
+    fields = dict(model_id=self.model_id, dim=self.dim, count=len(self), index_type=self.index_type,
+                  params=self.params, ids=self.ids)
+    write_manifest(folder, fields, dataset, shards)
 
 @patch
 def save(self:ImageIndex, path:str|Path, dataset:ImageDataset|None=None)->Path:
@@ -231,74 +223,7 @@ def save(self:ImageIndex, path:str|Path, dataset:ImageDataset|None=None)->Path:
         self.write_manifest(tmp, dataset)
     return path
 
-# %% ../nbs/03_index.ipynb #a1130db8
-_FIELDS = {'format_version': (int, 'an integer'), 'dim': (int, 'an integer'), 'count': (int, 'an integer'),
-           'index_type': (str, 'a string'), 'ids': (list, 'a list of image ids'), 'params': (dict, 'a mapping')}
-
-def _check_fields(m:dict, mpath:Path):
-    "Refuse a manifest whose fields are missing or of the wrong type, naming the field"
-    for key,(kind,what) in _FIELDS.items():
-        if key not in m: raise IndexLoadError(f"{mpath} lacks {key!r}: it is not an index manifest, or is damaged")
-        if isinstance(m[key], bool) or not isinstance(m[key], kind):
-            raise IndexLoadError(f"{mpath}: {key} must be {what}, got {short(m[key])}")
-        if key == 'format_version' and not 1 <= m[key] <= INDEX_FORMAT_VERSION:
-            raise IndexLoadError(f"{mpath.parent} has index format {m[key]}; this version of hybrid_retrieval reads "
-                                 f"1 to {INDEX_FORMAT_VERSION}" + (': upgrade it' if m[key] > 1 else ''))
-    if m['index_type'] not in INDEX_TYPES:
-        raise IndexLoadError(f"{mpath}: index_type must be one of {INDEX_TYPES}, got {short(m['index_type'])}")
-    if not all(isinstance(i, str) for i in m['ids']) or len(set(m['ids'])) != len(m['ids']):
-        raise IndexLoadError(f"{mpath}: ids must be distinct strings")
-
-# %% ../nbs/03_index.ipynb #cbdd019a
-def _check_sums(m:dict, mpath:Path):
-    "Refuse a manifest that does not match its checksum; a format-1 manifest vouches for index.faiss only"
-    if m['format_version'] == 1:
-        if not isinstance(m.get('sha256'), str): raise IndexLoadError(f"{mpath}: sha256 must be a string")
-        warnings.warn(f"{mpath.parent} was saved in index format 1, whose checksum does not cover the image ids: "
-                      "rebuild it (hybrid-retrieval index) to protect them")
-        m['files'] = {'index.faiss': m['sha256']}
-    elif not isinstance(m.get('files'), dict) or m.get('checksum') != _manifest_checksum(m):
-        raise IndexLoadError(f"{mpath} does not match its checksum: its image ids, parameters or file list were "
-                             "modified or damaged; rebuild the index")
-
-# %% ../nbs/03_index.ipynb #875b39ee
-def _read_manifest(path:Path)->dict:
-    "The checked manifest of the index folder `path`, after restoring it from an interrupted save"
-    clean_leftovers(path)
-    if not path.is_dir(): raise IndexLoadError(f"no index at {path}: build one first "
-                                               "(hybrid_retrieval.index.build_index, then .save)")
-    mpath = path/'manifest.json'
-    if not mpath.is_file(): raise IndexLoadError(f"{path} is not an index folder: manifest.json is missing")
-    try: m = read_json(mpath)
-    except ValueError as e: raise IndexLoadError(str(e)) from None
-    if not isinstance(m, dict): raise IndexLoadError(f"{mpath} must hold a JSON object, got {short(m)}")
-    _check_fields(m, mpath)
-    _check_sums(m, mpath)
-    return m
-
-# %% ../nbs/03_index.ipynb #08e9424b
-def _verify_file(path:Path, name:str, m:dict)->Path:
-    f = path/name
-    if not f.is_file(): raise IndexLoadError(f"{path} is damaged: {name} is missing")
-    if sha256_file(f) != m['files'].get(name):
-        raise IndexLoadError(f"{f} does not match its manifest (checksum mismatch): the file is truncated or was "
-                             "modified; rebuild the index")
-    return f
-
-# %% ../nbs/03_index.ipynb #05b3747e
-def _read_faiss(path:Path, m:dict):
-    "The FAISS index of a checked folder; inverted lists on disk are memory-mapped from `index.ivfdata`"
-    fpath = _verify_file(path, 'index.faiss', m)
-    on_disk = bool(m['params'].get('on_disk'))
-    if on_disk: _verify_file(path, 'index.ivfdata', m)
-    try:
-        with quiet_stdout(): index = faiss.read_index(str(fpath), faiss.IO_FLAG_ONDISK_SAME_DIR if on_disk else 0)
-    except RuntimeError as e: raise IndexLoadError(f"faiss could not read {fpath}: {e}") from None
-    if index.d != m['dim'] or index.ntotal != m['count'] or len(m['ids']) != m['count']:
-        raise IndexLoadError(f"{path} is inconsistent: manifest says {m['count']} vectors of dim {m['dim']}, "
-                             f"index.faiss holds {index.ntotal} of dim {index.d}")
-    return index
-
+# %% ../nbs/03_index.ipynb #e3a00003
 @patch(cls_method=True)
 def load(cls:ImageIndex, path:str|Path,
          model_id:str|None=None, # the bi-encoder's `model_id`: refuse an index built by another model
@@ -306,8 +231,8 @@ def load(cls:ImageIndex, path:str|Path,
          use_gpu:bool|None=None)->ImageIndex:
     "Load an index saved with `ImageIndex.save`, verifying its checksums and model"
     path = Path(path).expanduser()
-    m = _read_manifest(path)
-    index = _read_faiss(path, m)
+    m = read_manifest(path)
+    index = read_faiss(path, m)
     if dim is not None and dim != m['dim']:
         raise IndexLoadError(f"{path} holds {m['dim']}-dimensional embeddings (model {m.get('model_id')!r}) but the "
                              f"queries are {dim}-dimensional; rebuild the index with this model")
@@ -317,143 +242,14 @@ def load(cls:ImageIndex, path:str|Path,
     self = cls(m['dim'], m['index_type'], m.get('model_id'), use_gpu, **m['params'])
     self._index,self.ids = index,list(m['ids'])
     self._pos = None                                 # built on first use
-    if m.get('shards') is not None: self._exact = ShardRows(path, _verify_shards(path, m), m['dim'])
+    if m.get('shards') is not None: self._exact = ShardRows(path, verified_shards(path, m), m['dim'])
     return self
 
-# %% ../nbs/03_index.ipynb #706208ab
-def load_gallery(path:str|Path)->ImageDataset:
-    "The gallery saved with an index folder by `ImageIndex.save(path, dataset)`, verified against its manifest"
-    path = Path(path).expanduser()
-    m = _read_manifest(path)
-    if not (path/'gallery.json').is_file():
-        raise IndexLoadError(f"{path} holds no gallery: save the index with its dataset (index.save(path, dataset))")
-    if m['format_version'] > 1:
-        for name in ('gallery.json', 'gallery.jsonl'): _verify_file(path, name, m)
-    try: info = read_json(path/'gallery.json')
-    except ValueError as e: raise IndexLoadError(str(e)) from None
-    if not isinstance(info, dict) or not isinstance(info.get('root'), str):
-        raise IndexLoadError(f"{path/'gallery.json'}: root must be a folder name, got {short(info)}")
-    return load_captions_file(path/'gallery.jsonl', images_dir=info['root'], name=info.get('name'))
-
-# %% ../nbs/03_index.ipynb #e080457f
-def index_exists(path:str|Path)->bool:
-    "Whether `path` holds a saved index (after restoring one whose save was interrupted)"
-    path = Path(path).expanduser()
-    clean_leftovers(path)
-    return (path/'manifest.json').is_file()
-
-# %% ../nbs/03_index.ipynb #1d2c2bb9
-def write_embeddings(folder:Path, manifest:dict, emb:np.ndarray):
-    "Write `emb` (one row per id in `manifest['ids']`) and `manifest` into `folder`, each file atomically"
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_write(folder/'embeddings.npy') as f: np.save(f, np.asarray(emb, np.float32), allow_pickle=False)
-    with atomic_write(folder/'manifest.json', 'w') as f: json.dump(manifest, f)
-
-def read_embeddings(folder:Path, model_id:str, mmap:bool=False)->tuple[dict,np.ndarray]:
-    "The manifest and (n, dim) embeddings `write_embeddings` left in `folder` for `model_id`; ValueError if damaged"
-    for name in ('embeddings.npy', 'manifest.json'): clean_leftovers(folder/name)   # a killed run's halves
-    man = read_json(folder/'manifest.json')
-    if not isinstance(man, dict) or not isinstance(man.get('ids'), list):
-        raise ValueError(f"{folder/'manifest.json'} must be an object with a list of ids, got {short(man)}")
-    if man.get('model_id') != model_id:
-        raise ValueError(f"{folder} holds embeddings of model {short(man.get('model_id'))}, not {model_id!r}")
-    emb = np.load(folder/'embeddings.npy', allow_pickle=False, mmap_mode='r' if mmap else None)
-    if emb.ndim != 2 or len(emb) != len(man['ids']):
-        raise ValueError(f"{folder}: {len(man['ids'])} ids but embeddings of shape {emb.shape}")
-    return man, emb
-
-# %% ../nbs/03_index.ipynb #cd71aac4
-class EmbeddingCache:
-    "On-disk cache of image embeddings for one model, keyed by image id and file stamp"
-    def __init__(self, cache_dir:str|Path, model_id:str):
-        self.model_id,self.dir = model_id,model_dir(cache_dir, model_id)
-        self.ids,self.stamps,self.emb = [],[],None
-        try:
-            man, self.emb = read_embeddings(self.dir, model_id)
-            self.ids,self.stamps = man['ids'],[tuple(s) for s in man['stamps']]
-        except FileNotFoundError: pass                                      # nothing cached yet
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            log.warning("ignoring the damaged embedding cache in %s (%s); it will be rebuilt", self.dir, e)
-            self.ids,self.stamps,self.emb = [],[],None
-        self._pos = {i: n for n,i in enumerate(self.ids)}
-
-    def __len__(self): return len(self.ids)
-    def __repr__(self): return f"EmbeddingCache({len(self)} embeddings for {self.model_id!r} in {self.dir})"
-
-# %% ../nbs/03_index.ipynb #57d2abf2
+# %% ../nbs/03_index.ipynb #e3a00005
 @patch
-def get(self:EmbeddingCache, dataset:ImageDataset, image_ids:list[str])->dict[str,np.ndarray]:
-    "Cached embeddings of those `image_ids` whose files are unchanged"
-    out = {}
-    for i in image_ids:
-        n = self._pos.get(i)
-        if n is None: continue
-        try: fresh = file_stamp(dataset.path(i)) == self.stamps[n]
-        except OSError: fresh = False
-        if fresh: out[i] = self.emb[n]
-    return out
-
-# %% ../nbs/03_index.ipynb #03bdcb75
-@patch
-def put(self:EmbeddingCache, dataset:ImageDataset, image_ids:list[str], embeddings:np.ndarray):
-    "Store embeddings and save the cache to disk atomically"
-    rows = list(self.emb) if self.emb is not None else []
-    for i,e in zip(image_ids, embeddings):
-        stamp = file_stamp(dataset.path(i))
-        if i in self._pos: rows[self._pos[i]] = e; self.stamps[self._pos[i]] = stamp
-        else: self._pos[i] = len(self.ids); self.ids.append(i); self.stamps.append(stamp); rows.append(e)
-    self.emb = np.stack(rows).astype(np.float32) if rows else None
-    if self.emb is None: return
-    write_embeddings(self.dir, dict(model_id=self.model_id, ids=self.ids, stamps=self.stamps), self.emb)
-
-# %% ../nbs/03_index.ipynb #bc7d226e
-def _npy_header(f:Path)->tuple[tuple,bool,np.dtype,int]:
-    "Shape, Fortran order, dtype and data offset of the .npy file `f`"
-    with open(f, 'rb') as fh:
-        version = np.lib.format.read_magic(fh)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        return *read(fh), fh.tell()
-
-class ShardRows:
-    "Exact float32 rows of an index's embedding shards by index position, read with `os.pread` (nothing mapped)"
-    def __init__(self, folder:Path, shards:list[dict], dim:int):   # shards: name and count of each, in order
-        self.dim, self.files, self.offsets = dim, [], []
-        for s in shards:
-            f = Path(folder)/'shards'/s['name']/'embeddings.npy'
-            shape, fortran, dtype, offset = _npy_header(f)
-            if shape != (s['count'], dim) or fortran or dtype != np.float32:
-                raise IndexLoadError(f"{f} holds {shape} {dtype}, not ({s['count']}, {dim}) float32: rebuild the index")
-            self.files.append(f); self.offsets.append(offset)
-        self.starts = np.cumsum([0] + [s['count'] for s in shards])
-
-    def __call__(self, positions)->np.ndarray:
-        "The rows at index `positions`, (n, dim) float32"
-        positions = np.asarray(positions, np.int64)
-        shard, size = np.searchsorted(self.starts, positions, side='right') - 1, 4 * self.dim
-        out = np.empty((len(positions), self.dim), np.float32)
-        for s in np.unique(shard):
-            fd = os.open(self.files[s], os.O_RDONLY)
-            try:
-                for j in np.flatnonzero(shard == s):
-                    at = self.offsets[s] + size * int(positions[j] - self.starts[s])
-                    out[j] = np.frombuffer(os.pread(fd, size, at), np.float32)
-            finally: os.close(fd)
-        return out
-
-# %% ../nbs/03_index.ipynb #9c995408
-def _verify_shards(path:Path, m:dict)->list[dict]:
-    "The manifest's shards, each present with its recorded size and unchanged manifest"
-    shards = m['shards']
-    if not isinstance(shards, list) or sum(s.get('count', 0) for s in shards if isinstance(s, dict)) != m['count']:
-        raise IndexLoadError(f"{path/'manifest.json'}: shards must hold the index's {m['count']} vectors")
-    for s in shards:
-        f = path/'shards'/str(s.get('name'))
-        ok = (f/'embeddings.npy').is_file() and (f/'manifest.json').is_file()
-        if not ok or (f/'embeddings.npy').stat().st_size != s.get('bytes') or \
-           sha256_file(f/'manifest.json') != s.get('manifest_sha256'):
-            raise IndexLoadError(f"{path} is damaged: shard {s.get('name')} (the exact vectors that re-score its "
-                                 "candidates) is missing or changed; rebuild the index")
-    return shards
+def mark_on_disk(self:ImageIndex, ids:list[str]):
+    "Record that this index's inverted lists now live on disk, holding the vectors of `ids` in this order"
+    self.ids, self._pos, self.params['on_disk'] = list(ids), None, True
 
 # %% ../nbs/03_index.ipynb #ce810353
 def default_memory_budget()->int:
@@ -486,7 +282,7 @@ def choose_index(n:int,                      # vectors to index
     if n < 40 or (n <= FLAT_MAX and flat <= budget):
         return IndexChoice('flat', {}, f"flat (exact): {size} fit {within}" if flat <= budget else
                            f"flat (exact): {size}; too few to train an approximate index")
-    nlist = _ivf_nlist(n); nprobe = _ivf_nprobe(nlist)
+    nlist = ivf_nlist(n); nprobe = _ivf_nprobe(nlist)
     lists = f"{nlist} lists, {nprobe} scanned per query"
     if flat + 8*n + 4*nlist*dim <= budget:
         return IndexChoice('ivfflat', dict(nlist=nlist, nprobe=nprobe),

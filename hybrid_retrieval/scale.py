@@ -18,10 +18,10 @@ from faiss.contrib.ondisk import merge_ondisk
 from .core import (HybridRetrievalError, atomic_dir, file_stamp, human_bytes, quiet_stdout, sha256_file,
                                    sha256_str, short, IVF_TYPES)
 import hybrid_retrieval.data as data_module
-from .data import ImageDataset, load_rows_file, _add_row, _csv_rows
+from .data import ImageDataset, load_rows_file, add_row, csv_rows
 from .bi_encoder import BiEncoder, prepare_image
-from .index import (ImageIndex, IndexChoice, IndexReport, REFINE, choose_index,
-                                    read_embeddings, write_embeddings, _ivf_nlist)
+from .embeddings import read_embeddings, write_embeddings
+from .index import ImageIndex, IndexChoice, IndexReport, REFINE, choose_index, ivf_nlist
 
 # %% auto #0
 __all__ = ['log', 'PROBE', 'load_image_list', 'Shard', 'plan_shards', 'shard_done', 'start_ray', 'spilled_bytes', 'ShardRun',
@@ -46,7 +46,7 @@ def _parquet_rows(path:Path, root:Path, rows:dict, skipped:list):
             n, image, split = n + 1, rec.pop('image'), rec.pop('split', None)
             meta = {k: v for k,v in rec.items() if isinstance(v, (str, int, float, bool))}
             if not isinstance(image, str): why = f'image must be a path, got {short(image)}'
-            else: why = _add_row(rows, root, image, None, split if isinstance(split, str) else None, meta)
+            else: why = add_row(rows, root, image, None, split if isinstance(split, str) else None, meta)
             if why: skipped.append((f'{path.name}:row {n}', why))
 
 # %% ../nbs/10_scale.ipynb #b5bd3e61
@@ -54,7 +54,7 @@ def load_image_list(path:str|Path,                   # .csv / .tsv with an `imag
                     images_dir:str|Path|None=None,   # folder the paths are relative to; default: the list's folder
                     name:str|None=None)->ImageDataset: # dataset name; default: the file name
     "A caption-less gallery from a list of image paths"
-    images_only = partial(_csv_rows, required=('image',))
+    images_only = partial(csv_rows, required=('image',))
     return load_rows_file(path, images_dir, name, {'.csv': images_only, '.tsv': images_only, '.parquet': _parquet_rows},
                           'image list')
 
@@ -268,13 +268,13 @@ def _merge_on_disk(index:ImageIndex, shards:list[tuple[dict,np.ndarray]], folder
     ids, parts = [], []
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f'.{folder.name}.merge-') as scratch:
         for k,(man, emb) in enumerate(tqdm(shards, desc='indexing shards', disable=not show_progress)):
-            part = faiss.clone_index(index._index)
+            part = faiss.clone_index(index.faiss_index)
             part.add_with_ids(np.ascontiguousarray(emb, np.float32), np.arange(len(ids), len(ids) + len(emb)))
             parts.append(str(Path(scratch)/f'{k}.faiss')); faiss.write_index(part, parts[-1]); ids += man['ids']
         with quiet_stdout():    # FAISS announces the file it resizes
-            merge_ondisk(index._index, parts, str(folder/'index.ivfdata'))
-            faiss.write_index(index._index, str(folder/'index.faiss'))
-    index.ids, index._pos, index.params['on_disk'] = ids, {i: n for n,i in enumerate(ids)}, True
+            merge_ondisk(index.faiss_index, parts, str(folder/'index.ivfdata'))
+            faiss.write_index(index.faiss_index, str(folder/'index.faiss'))
+    index.mark_on_disk(ids)
 
 def _keep_shards(new:Path, folders:list[Path])->list[Path]:
     "Hard-link (else copy) the shards into the index folder being written, as `shards/000000`, ...; their new places"
@@ -318,14 +318,14 @@ def index_from_shards(folders:list[Path],          # shard folders (`embed_shard
     if on_disk and choice.index_type == 'ivfpq': params.setdefault('refine', REFINE)   # refine=None: codes alone
     index = ImageIndex(dim, choice.index_type, model_id, use_gpu=False, **params)
     if index.index_type in IVF_TYPES:
-        index.params['nlist'] = _ivf_nlist(n, params.get('nlist'))
+        index.params['nlist'] = ivf_nlist(n, params.get('nlist'))
         index.train(_training_sample(shards, 40 * index.params['nlist']))
     with atomic_dir(path) as tmp:
         kept = _keep_shards(tmp, folders)
         if on_disk: _merge_on_disk(index, shards, tmp, show_progress)
         else:
             for man, emb in shards: index.add(man['ids'], np.asarray(emb))
-            faiss.write_index(index._index, str(tmp/'index.faiss'))
+            faiss.write_index(index.faiss_index, str(tmp/'index.faiss'))
             if params.get('refine'): index.params['refine'] = params['refine']   # `add` drops it: these shards match
         index.write_manifest(tmp, dataset.subset(index.ids) if dataset is not None else None,
                              _shard_entries(kept, shards) if params.get('refine') else None)

@@ -359,7 +359,8 @@ def api_router()->APIRouter:
     r.add_api_route('/search', _with(search, **settings), summary='Text -> image search')
     r.add_api_route('/search', _with(search_many, body=dict(annotation=search_body())), methods=['POST'],
                     summary='Text -> image search, one query or a list')
-    r.add_api_route('/search/image', _with(search_like, **settings), summary='Image -> image search from a gallery image')
+    r.add_api_route('/search/image', _with(search_like, **settings),
+                    summary='Image -> image search from a gallery image')
     r.add_api_route('/search/image', _with(search_upload, **settings), methods=['POST'], openapi_extra=_UPLOAD_DOC,
                     summary='Image -> image search from an upload')
     r.add_api_route('/images/{image_id:path}', image, name='image', summary='An indexed image, or its thumbnail')

@@ -1,4 +1,4 @@
-"""Every search and pipeline setting declared once; the engine, the YAML file, the command line and the server take theirs from here
+"""Every setting declared once: the engine, the YAML file, the command line and the server take theirs from here
 
 Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/settings.html.md"""
 
@@ -88,9 +88,10 @@ def register_setting(s:Setting)->Setting:
     if s.name in SETTINGS: raise ValueError(f"a setting named {s.name!r} is already declared")
     clash = [o.name for o in SETTINGS.values() if o.key == s.key or s.key in o.old_keys]
     if clash: raise ValueError(f"hybrid_search.{s.key} already belongs to setting {clash[0]!r}")
-    if s.type.split('|')[0] not in _TYPES: raise ValueError(f"setting type must be one of {list(_TYPES)}, got {s.type!r}")
-    if s.query and not s.engine: raise ValueError(f"setting {s.name!r}: a query parameter changes the engine's settings: "
-                                                  "declare it engine=True too")
+    if s.type.split('|')[0] not in _TYPES:
+        raise ValueError(f"setting type must be one of {list(_TYPES)}, got {s.type!r}")
+    if s.query and not s.engine:
+        raise ValueError(f"setting {s.name!r}: a query parameter changes the engine's settings: declare it engine=True")
     check_setting(s, s.default)   # its own default must pass its check
     SETTINGS[s.name] = s
     return s
@@ -189,7 +190,8 @@ class SettingValues:
 
     def __init__(self, **values):
         self._unknown(values)
-        for name,s in self.settings().items(): object.__setattr__(self, name, self._checked(s, values.get(name, s.default)))
+        for name,s in self.settings().items():
+            object.__setattr__(self, name, self._checked(s, values.get(name, s.default)))
         self.check()
 
     @classmethod

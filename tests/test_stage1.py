@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np, pytest
 from hybrid_retrieval.bi_encoder import BiEncoder
 from hybrid_retrieval.data import make_sample_dataset
-from hybrid_retrieval.index import ImageIndex, IndexLoadError, build_index
+from hybrid_retrieval.index import ImageIndex, build_index
+from hybrid_retrieval.index_files import IndexLoadError
 from hybrid_retrieval.hybrid_search import HybridSearchEngine, SearchConfig
 from hybrid_retrieval.tiny import save_tiny_clip
 
