@@ -36,7 +36,7 @@ def backend_checks(folder, paths, query, device):
         tol = 1e-4 if ce.dtype == torch.float32 else 2e-2
         diff = float((torch.as_tensor(s, dtype=torch.float32) - torch.as_tensor(ref, dtype=torch.float32)).abs().max())
         out[name] = dict(dtype=str(ce.dtype).removeprefix('torch.'), max_diff=round(diff, 6), tol=tol,
-                         same_top1=rank(s)[0] == rank(ref)[0], bytes_per_item=ce._item_bytes,
+                         same_top1=rank(s)[0] == rank(ref)[0], bytes_per_item=ce.batcher.item_bytes,
                          store_device=str(ce.store.device), ok=diff <= tol)
     return out
 

@@ -38,7 +38,7 @@ def vision_seconds_per_image(batch:int, repeats:int)->tuple[float,tuple]:
 
 def read_seconds_per_image(shape:tuple, n:int)->tuple[float,float,int]:
     "Seconds to read one image's stored features through `FeatureStore`, cold and warm, and the bytes per image"
-    from hybrid_retrieval.cross_encoder import FeatureStore
+    from hybrid_retrieval.feature_store import FeatureStore
     with tempfile.TemporaryDirectory(dir=HERE) as d:
         store = FeatureStore(disk_dir=d, model_id='benchmark')
         for i in range(n): store.put(f'img{i}', torch.randn(shape))

@@ -29,7 +29,8 @@ from hybrid_retrieval.core import Timer, default_device, autocast_dtype, half_dt
 from hybrid_retrieval.data import ImageDataset
 from hybrid_retrieval.bi_encoder import BiEncoder
 from hybrid_retrieval.index import ImageIndex, ivf_nlist
-from hybrid_retrieval.cross_encoder import CrossEncoder, FeatureStore
+from hybrid_retrieval.cross_encoder import CrossEncoder
+from hybrid_retrieval.feature_store import FeatureStore
 from hybrid_retrieval.hybrid_search import HybridSearchEngine, SearchConfig
 from hybrid_retrieval.tiny import save_tiny_clip, save_tiny_blip2_itm, save_tiny_blip_itm
 

@@ -6,24 +6,22 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/cross_encoder.html.md"
 
 # %% ../nbs/04_cross_encoder.ipynb #c90cddd0
 from __future__ import annotations
-import json, time, hashlib, logging
-from collections import OrderedDict
+import json, time, logging
 from functools import partial
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
-from safetensors.torch import save as st_save, load_file as st_load
 from fastcore.basics import patch
 from transformers import (AutoConfig, AutoProcessor, BlipForImageTextRetrieval, Blip2ForImageTextRetrieval,
                           Blip2ForConditionalGeneration)
-from .core import (HybridRetrievalError, ModelLoadError, default_device, half_dtype, atomic_write, display_id,
-                                   sha256_str, check_text, check_positive_int, model_dir, file_stamp, human_bytes)
+from .core import (HybridRetrievalError, ModelLoadError, default_device, half_dtype, display_id,
+                                   check_text, check_positive_int)
 from .data import ImageDataset, ImageLoadError, load_image, to_rgb
+from .feature_store import FeatureStore, image_key
+from .batching import Batcher
 
 # %% auto #0
-__all__ = ['log', 'BACKENDS', 'SCORE_KINDS', 'PROBE_BATCH', 'CPU_BATCH', 'detect_backend', 'huggingface_hub_offline',
-           'load_pretrained', 'image_key', 'FeatureStore', 'CrossEncoder', 'fit_batch']
+__all__ = ['log', 'BACKENDS', 'SCORE_KINDS', 'detect_backend', 'huggingface_hub_offline', 'load_pretrained', 'CrossEncoder']
 
 # %% ../nbs/04_cross_encoder.ipynb #38b179b3
 log = logging.getLogger(__name__)
@@ -91,96 +89,6 @@ def _qformer_dtype(model, dtype:torch.dtype):
     model.qformer.to(dtype)
     model.query_tokens.data = model.query_tokens.data.to(dtype)
 
-# %% ../nbs/04_cross_encoder.ipynb #d71caf91
-def image_key(image:str|Path|Image.Image)->str:
-    "A key identifying an image's content: its resolved path and `file_stamp`, or a hash of a PIL image's pixels"
-    if isinstance(image, Image.Image):
-        return 'pil:' + hashlib.sha256(f'{image.mode}{image.size}'.encode() + image.tobytes()).hexdigest()[:32]
-    path = Path(image).expanduser().resolve()
-    try: size, mtime_ns = file_stamp(path)
-    except OSError: raise ImageLoadError(Path(image).expanduser(), 'file not found') from None
-    return f'{path}|{size}|{mtime_ns}'
-
-# %% ../nbs/04_cross_encoder.ipynb #d269ec83
-class FeatureStore:
-    "Vision features per image: an LRU in memory (or GPU memory) bounded in bytes, optionally on disk as safetensors"
-    def __init__(self,
-                 max_bytes:int=2*2**30,          # memory budget for cached features
-                 disk_dir:str|Path|None=None,    # persist features here too; None: memory only
-                 model_id:str='',                # the model the features belong to (one store per model)
-                 disk_dtype:torch.dtype=torch.float16,
-                 device:str|torch.device|None=None): # keep the in-memory copies on this device; None: the CPU
-        self.max_bytes,self.model_id,self.disk_dtype = max_bytes,model_id,disk_dtype
-        self.device = torch.device(device or 'cpu')
-        self._mem,self.nbytes,self.hits,self.misses = OrderedDict(),0,0,0
-        self.disk_dir = None
-        if disk_dir is not None:
-            self.disk_dir = model_dir(disk_dir, model_id)
-            manifest = self.disk_dir/'manifest.json'
-            if manifest.is_file():
-                found = json.loads(manifest.read_text()).get('model_id')
-                if found != model_id:
-                    raise ValueError(f"feature store {self.disk_dir} belongs to model {found!r}, not {model_id!r}")
-            else:
-                with atomic_write(manifest, 'w') as f:
-                    dtype = str(disk_dtype).removeprefix('torch.')
-                    json.dump(dict(model_id=model_id, dtype=dtype, format_version=1), f)
-
-    def __len__(self): return len(self._mem)
-    def __repr__(self):
-        return (f"FeatureStore({len(self)} in memory, {human_bytes(self.nbytes)} of {human_bytes(self.max_bytes)}, "
-                f"hits={self.hits}, misses={self.misses}" + (f", on {self.device}" if self.device.type != 'cpu' else '')
-                + (f", disk={self.disk_dir}" if self.disk_dir else '') + ')')
-
-# %% ../nbs/04_cross_encoder.ipynb #d041d67a
-@patch
-def _disk_path(self:FeatureStore, key:str)->Path: return self.disk_dir/f'{sha256_str(key)[:32]}.safetensors'
-
-# %% ../nbs/04_cross_encoder.ipynb #64c69126
-@patch
-def _remember(self:FeatureStore, key:str, feats:torch.Tensor):
-    size = feats.numel() * feats.element_size()
-    if key in self._mem: old = self._mem.pop(key); self.nbytes -= old.numel() * old.element_size()
-    if size > self.max_bytes: return
-    self._mem[key] = feats; self.nbytes += size
-    while self.nbytes > self.max_bytes:
-        _, old = self._mem.popitem(last=False)
-        self.nbytes -= old.numel() * old.element_size()
-
-# %% ../nbs/04_cross_encoder.ipynb #c3864f8f
-@patch
-def get(self:FeatureStore, key:str)->torch.Tensor|None:
-    "Features stored under `key`, from memory or disk, or None"
-    if key in self._mem:
-        self._mem.move_to_end(key); self.hits += 1
-        return self._mem[key]
-    if self.disk_dir is not None and (p := self._disk_path(key)).is_file():
-        try:
-            feats = st_load(str(p), device=str(self.device))['features']
-            self._remember(key, feats); self.hits += 1
-            return feats
-        except Exception as e: log.warning("ignoring unreadable cached features %s (%s)", p, e)
-    self.misses += 1
-    return None
-
-# %% ../nbs/04_cross_encoder.ipynb #0cfd28fe
-@patch
-def put(self:FeatureStore, key:str, feats:torch.Tensor)->torch.Tensor:
-    "Store `feats` (one image's features) under `key`; returns the copy kept, on the store's device"
-    feats = feats.detach().to(self.device)
-    self._remember(key, feats)
-    if self.disk_dir is not None:
-        data = st_save({'features': feats.to(self.disk_dtype).cpu().contiguous()},
-                       metadata={'key': key, 'model_id': self.model_id})
-        with atomic_write(self._disk_path(key)) as f: f.write(data)
-    return feats
-
-# %% ../nbs/04_cross_encoder.ipynb #5f946c7d
-@patch
-def clear(self:FeatureStore):
-    "Forget the in-memory features (disk files stay)"
-    self._mem.clear(); self.nbytes = 0
-
 # %% ../nbs/04_cross_encoder.ipynb #c2a31231
 class CrossEncoder:
     "Scores (text, image) pairs with a BLIP-family cross-encoder, reusing each image's vision features"
@@ -205,7 +113,8 @@ class CrossEncoder:
         self.model_id,self.device = str(model_id),default_device(device)
         half = half_dtype(self.device) if self.device.type == 'cuda' or cpu_bf16 else None
         self.dtype = dtype or half or torch.float32
-        self.batch_size,self.image_batch_size,self._item_bytes = batch_size,image_batch_size,{}
+        self.batch_size,self.image_batch_size = batch_size,image_batch_size
+        self.batcher = Batcher(self.device, self.model_id)   # sizes the batches, learns memory per item on CUDA
         self.dataset,self.use_enc_token,self.show_progress,self.store_kv = dataset,use_enc_token,show_progress,store_kv
         on_device = self.device if device_store_bytes else None
         self.store = store if store is not None else FeatureStore(device_store_bytes or 2*2**30, features_dir,
@@ -261,63 +170,11 @@ def _resolve(self:CrossEncoder, image):
     if isinstance(image, (str, Path)): return Path(image)
     raise TypeError(f"expected a file path, a PIL image or a dataset image id, got {type(image).__name__}")
 
-# %% ../nbs/04_cross_encoder.ipynb #43e20814
-PROBE_BATCH, CPU_BATCH = 4, 32   # CUDA: items in the first pass, which measures memory per item; CPU: items per pass
-
-def fit_batch(n:int, item_bytes:float, free_bytes:float, headroom:float=0.7)->int:
-    "The largest batch, from 1 to `n`, whose items of `item_bytes` each fit in `headroom` of `free_bytes`"
-    return max(1, min(n, int(free_bytes * headroom // max(item_bytes, 1))))
-
-# %% ../nbs/04_cross_encoder.ipynb #5d9ca96c
-@patch
-def _on_cuda(self:CrossEncoder)->bool: return self.device.type == 'cuda'
-
-@patch
-def _free_bytes(self:CrossEncoder)->int:
-    "GPU memory a batch can use: free on the device plus what PyTorch's allocator holds unused"
-    free, _ = torch.cuda.mem_get_info(self.device)
-    return free + torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
-
-# %% ../nbs/04_cross_encoder.ipynb #fd88c3fd
-@patch
-def _batch_for(self:CrossEncoder, n:int, attr:str, desc:str)->int:
-    "Items in the next pass of `n` left: `self.<attr>` if set, else what fits (CUDA) or `CPU_BATCH` (CPU)"
-    if (b := getattr(self, attr)) is not None: return min(n, b)
-    if not self._on_cuda(): return min(n, CPU_BATCH)
-    if (per := self._item_bytes.get(desc)) is None: return min(n, PROBE_BATCH)
-    return fit_batch(n, per, self._free_bytes())
-
-# %% ../nbs/04_cross_encoder.ipynb #eb626a65
-@patch
-def _measured(self:CrossEncoder, attr:str, desc:str, run, start:int, end:int):
-    "`run(start, end)`; the first pass of an unset batch size on CUDA also records its peak memory per item"
-    if getattr(self, attr) is not None or not self._on_cuda() or desc in self._item_bytes: return run(start, end)
-    torch.cuda.reset_peak_memory_stats(self.device)
-    before = torch.cuda.memory_allocated(self.device)
-    out = run(start, end)
-    self._item_bytes[desc] = (torch.cuda.max_memory_allocated(self.device) - before) / (end - start)
-    return out
-
 # %% ../nbs/04_cross_encoder.ipynb #5f54b141
 @patch
-def _backoff(self:CrossEncoder, n:int, attr:str, run, desc:str)->list:
-    "Run `run(start, end)` over `n` items in batches (`_batch_for`), halving a batch on CUDA out-of-memory (down to 1)"
-    out, start = [], 0
-    bar = tqdm(total=n, desc=desc, disable=not self.show_progress or n <= self._batch_for(n, attr, desc), leave=False)
-    while start < n:
-        batch = self._batch_for(n - start, attr, desc)
-        try: out.append(self._measured(attr, desc, run, start, start + batch))
-        except torch.cuda.OutOfMemoryError as e:
-            if self._on_cuda(): torch.cuda.empty_cache()
-            if batch == 1:
-                raise HybridRetrievalError(f"out of GPU memory on a batch of 1 in {desc} with {self.model_id}: use a "
-                                           "smaller model, a GPU with more memory, or device='cpu'") from e
-            setattr(self, attr, batch // 2)
-            log.warning("CUDA out of memory in %s: %s lowered to %d", desc, attr, batch // 2)
-            continue
-        bar.update(batch); start += batch
-    bar.close()
-    return out
+def _batched(self:CrossEncoder, n:int, attr:str, run, desc:str)->list:
+    "`run(start, end)` over `n` items in batches of `self.<attr>` (None: sized by `self.batcher`), lowered on OOM"
+    return self.batcher.run(n, run, desc, getattr(self, attr), partial(setattr, self, attr), self.show_progress)
 
 # %% ../nbs/04_cross_encoder.ipynb #b0238402
 @patch
@@ -330,7 +187,7 @@ def _encode_vision(self:CrossEncoder, images:list)->torch.Tensor:
         pixels = self.processor.image_processor(images=images[s:e], return_tensors='pt')['pixel_values']
         feats = vision(pixel_values=pixels.to(self.device, vdtype)).last_hidden_state
         return (self._pack_kv(feats) if self.store_kv else feats).cpu()
-    return torch.cat(self._backoff(len(images), 'image_batch_size', run, 'vision features'))
+    return torch.cat(self._batched(len(images), 'image_batch_size', run, 'vision features'))
 
 # %% ../nbs/04_cross_encoder.ipynb #634041b2
 @patch
@@ -445,9 +302,9 @@ def _feature_batches(self:CrossEncoder, feats:list[torch.Tensor]):
     "A function `(start, end) -> features[start:end]` stacked on the device in the dtype the model reads"
     fdtype = next(self.model.vision_model.parameters()).dtype
     per_batch = lambda s, e: torch.stack([f.to(self.device) for f in feats[s:e]]).to(fdtype)
-    if not self._on_cuda() or not feats: return per_batch
+    if not self.batcher.on_cuda() or not feats: return per_batch
     distinct = list({id(f): f for f in feats}.values())
-    if sum(f.numel() for f in distinct) * fdtype.itemsize > self._free_bytes() / 4: return per_batch
+    if sum(f.numel() for f in distinct) * fdtype.itemsize > self.batcher.free_bytes() / 4: return per_batch
     if all(f.device.type == 'cpu' for f in distinct):   # stacked straight into pinned memory: one host copy, and
         pinned = torch.empty((len(distinct), *distinct[0].shape), dtype=distinct[0].dtype,   # the copy to the device
                              pin_memory=torch.cuda.is_available())                          # runs asynchronously
@@ -469,8 +326,8 @@ def _pair_scores(self:CrossEncoder, texts:list[str], feats:list[torch.Tensor], k
         if kind == 'itm': out = out.softmax(dim=-1)[:, 1]
         elif kind == 'itm_logit': out = out[:, 1]
         return out.cpu()
-    batches = self._backoff(len(texts), 'batch_size', run, f'{kind} scores')
-    if self._on_cuda() and len(batches) > 1: torch.cuda.empty_cache()
+    batches = self._batched(len(texts), 'batch_size', run, f'{kind} scores')
+    if self.batcher.on_cuda() and len(batches) > 1: torch.cuda.empty_cache()
     return torch.cat(batches).numpy().astype(np.float32)
 
 # %% ../nbs/04_cross_encoder.ipynb #2becc200
@@ -546,7 +403,7 @@ def image_embeddings(self:CrossEncoder, images:list)->np.ndarray:
         if self.backend == 'blip2-itm':
             q = F.normalize(m.vision_projection(q.to(m.vision_projection.weight.dtype)), dim=-1)
         return F.normalize(q.float().mean(dim=1), dim=-1).cpu()
-    return torch.cat(self._backoff(len(images), 'batch_size', run, 'image embeddings')).numpy()
+    return torch.cat(self._batched(len(images), 'batch_size', run, 'image embeddings')).numpy()
 
 # %% ../nbs/04_cross_encoder.ipynb #2f9ff47d
 @patch

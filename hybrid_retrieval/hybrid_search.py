@@ -19,7 +19,8 @@ from .core import HybridRetrievalError, Timer, check_text, display_id, FUSIONS
 from .data import ImageDataset, load_image
 from .bi_encoder import BiEncoder
 from .index import ImageIndex, check_index_model
-from .cross_encoder import CrossEncoder, image_key
+from .feature_store import image_key
+from .cross_encoder import CrossEncoder
 from .settings import SettingValues, check_k
 
 # %% auto #0
