@@ -11,7 +11,7 @@ Prints one JSON object: the times, and each busy time as a ratio of the time alo
 """
 import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
-from hybrid_retrieval.core import usable_cores
+from hybrid_retrieval.device import usable_cores
 
 NEIGHBOUR = 'import torch\na = torch.randn(384, 384)\nwhile True: a = torch.tanh(a @ a)'
 

@@ -13,7 +13,7 @@ check fails. Needs CUDA; not part of the tests (CI has no GPU).
 import argparse, json, sys, tempfile
 from pathlib import Path
 import torch
-from hybrid_retrieval.core import atomic_write
+from hybrid_retrieval.files import atomic_write
 from hybrid_retrieval.data import make_sample_dataset
 from hybrid_retrieval.cross_encoder import CrossEncoder
 from hybrid_retrieval.tiny import save_tiny_blip2_itm, save_tiny_blip_itm

@@ -11,7 +11,7 @@ import argparse, json, statistics, sys, tempfile, time
 from pathlib import Path
 import torch
 from hybrid_retrieval.bi_encoder import BiEncoder
-from hybrid_retrieval.core import Timer
+from hybrid_retrieval.device import Timer
 from hybrid_retrieval.cross_encoder import CrossEncoder
 from hybrid_retrieval.data import make_sample_dataset
 from hybrid_retrieval.hybrid_search import HybridSearchEngine, SearchConfig

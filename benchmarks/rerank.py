@@ -14,7 +14,7 @@ import argparse, json, os, platform, sys, tempfile, time
 import numpy as np, torch, transformers
 from transformers import (BertTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor, Blip2Config,
                           Blip2ForImageTextRetrieval, Blip2Processor)
-from hybrid_retrieval.core import Timer, default_device, autocast_dtype
+from hybrid_retrieval.device import Timer, default_device, autocast_dtype
 from hybrid_retrieval.cross_encoder import CrossEncoder
 from hybrid_retrieval.feature_store import FeatureStore
 from hybrid_retrieval.data import make_sample_dataset

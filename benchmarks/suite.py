@@ -25,7 +25,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from rerank import build, QUERY   # the full-size BLIP / BLIP-2 architectures, random weights, as rerank.py builds them
-from hybrid_retrieval.core import Timer, default_device, autocast_dtype, half_dtype, cpu_has_bf16, atomic_write
+from hybrid_retrieval.files import atomic_write
+from hybrid_retrieval.device import Timer, default_device, autocast_dtype, half_dtype, cpu_has_bf16
 from hybrid_retrieval.data import ImageDataset
 from hybrid_retrieval.bi_encoder import BiEncoder
 from hybrid_retrieval.index import ImageIndex, ivf_nlist

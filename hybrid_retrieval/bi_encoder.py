@@ -13,7 +13,9 @@ import numpy as np, torch, torch.nn.functional as F, open_clip
 from PIL import Image
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
-from .core import ModelLoadError, default_device, autocast_dtype, sha256_file, check_text, display_id
+from .core import ModelLoadError, check_text, display_id
+from .files import sha256_file
+from .device import default_device, autocast_dtype
 from .data import ImageDataset, ImageLoadError, load_image, to_rgb
 
 # %% auto #0

@@ -8,7 +8,7 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/build.html.md"""
 from __future__ import annotations
 from pathlib import Path
 import torch, transformers
-from .core import set_threads
+from .device import set_threads
 from . import data as data_module
 from .data import ImageDataset, DATA_SOURCES
 from .bi_encoder import BiEncoder

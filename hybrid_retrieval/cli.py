@@ -12,8 +12,9 @@ from functools import partial
 from fastcore.docments import docments
 from pathlib import Path
 from . import __version__
-from .core import (HybridRetrievalError, atomic_write, check_positive_int, check_text, format_table,
-                                   set_threads, human_bytes)
+from .core import HybridRetrievalError, check_positive_int, check_text, format_table, human_bytes
+from .files import atomic_write
+from .device import set_threads
 from .settings import SETTINGS
 from typing import TYPE_CHECKING
 if TYPE_CHECKING:   # names in annotations only: importing them would load torch

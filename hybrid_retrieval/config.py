@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable
 import yaml
 from fastcore.basics import patch
-from .core import HybridRetrievalError, read_text, short, IVF_TYPES
+from .core import HybridRetrievalError, short, IVF_TYPES
+from .files import read_text
 from .settings import SETTINGS, Setting, SettingValues, check_setting, check_k, upgrade_keys, put_key
 
 # %% auto #0

@@ -1,4 +1,4 @@
-"""Shared pieces: errors and input checks, device and precision choice, timing, atomic writes, checksums, tables
+"""Shared pieces: errors and input checks, values quoted safely in messages, paths shown portably, tables, the named choices of settings
 
 Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/core.html.md"""
 
@@ -6,18 +6,13 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #ae3e103b
 from __future__ import annotations
-import os, re, sys, json, reprlib, time, codecs, shutil, hashlib, logging, numbers, tempfile, contextlib, importlib.util
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # before torch loads OpenMP: idle threads sleep (see Threads)
+import os, re, reprlib, numbers, importlib.util
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # before torch loads OpenMP: idle threads sleep (device: Threads)
 from pathlib import Path
-from typing import TYPE_CHECKING
-if TYPE_CHECKING: import torch   # annotations only: the functions import it when called (Device and precision)
 
 # %% auto #0
-__all__ = ['PACKAGE_DIR', 'BF16_CPU_FLAGS', 'log', 'INDEX_TYPES', 'IVF_TYPES', 'FUSIONS', 'HybridRetrievalError',
-           'ModelLoadError', 'check_text', 'check_positive_int', 'short', 'display_path', 'display_id', 'read_text',
-           'text_lines', 'read_json', 'default_device', 'autocast_dtype', 'cpu_has_bf16', 'half_dtype', 'Timer',
-           'clean_leftovers', 'atomic_write', 'atomic_dir', 'sha256_file', 'sha256_str', 'human_bytes', 'quiet_stdout',
-           'model_dir', 'file_stamp', 'unit_scale_', 'usable_cores', 'set_threads', 'Table', 'format_table']
+__all__ = ['PACKAGE_DIR', 'INDEX_TYPES', 'IVF_TYPES', 'FUSIONS', 'HybridRetrievalError', 'ModelLoadError', 'check_text',
+           'check_positive_int', 'short', 'display_path', 'display_id', 'Table', 'format_table', 'human_bytes']
 
 # %% ../nbs/00_core.ipynb #da2437d2
 class HybridRetrievalError(Exception):
@@ -63,251 +58,6 @@ def display_id(model_id:str)->str:
     m = re.fullmatch(r'([\w-]+:)?(/[^@]*)(@\w+)?', model_id)
     return (m[1] or '') + display_path(m[2]) + (m[3] or '') if m else model_id
 
-# %% ../nbs/00_core.ipynb #e0c47d88
-def _not_utf8(line:bytes, pos:int)->str: return f"not UTF-8 text (byte 0x{line[pos]:02x} at column {pos + 1})"
-
-# %% ../nbs/00_core.ipynb #bd0491a6
-def read_text(path:str|Path)->str:
-    "The UTF-8 text of the file at `path` (a byte-order mark dropped); bytes that are not UTF-8 raise, located"
-    data = Path(path).read_bytes()
-    try: return data.decode('utf-8-sig')
-    except UnicodeDecodeError as e:
-        start = data.rfind(b'\n', 0, e.start) + 1
-        line = data.count(b'\n', 0, start) + 1
-        raise ValueError(f"{path}:{line}: {_not_utf8(data[start:], e.start - start)}; save it as UTF-8") from None
-
-# %% ../nbs/00_core.ipynb #ae62320a
-def text_lines(path:str|Path):
-    "Yield (line number, text, None) per line of `path`, or (line number, None, why) for a line that is not UTF-8"
-    with open(path, 'rb') as f:
-        for n,raw in enumerate(f, 1):
-            if n == 1: raw = raw.removeprefix(codecs.BOM_UTF8)
-            try: yield n, raw.decode('utf-8'), None
-            except UnicodeDecodeError as e: yield n, None, _not_utf8(raw, e.start)
-
-# %% ../nbs/00_core.ipynb #8834841f
-def read_json(path:str|Path):
-    "The JSON value in the file at `path`; bad UTF-8 or bad JSON raise `ValueError` naming the file and line"
-    try: return json.loads(read_text(path))
-    except json.JSONDecodeError as e: raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-
-# %% ../nbs/00_core.ipynb #a0966b24
-def default_device(device:str|torch.device|None=None # 'cuda', 'cuda:1', 'cpu'; None picks the best available
-                  )->torch.device:
-    "The device models run on: `device` if given and usable, else CUDA when available, else the CPU"
-    import torch
-    if device is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    device = torch.device(device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was requested but CUDA is not available on this machine; use 'cpu'")
-    return device
-
-# %% ../nbs/00_core.ipynb #c3425f17
-def autocast_dtype(device:str|torch.device)->torch.dtype|None:
-    "Half-precision dtype to autocast to on `device`, or None for full float32"
-    import torch
-    device = torch.device(device)
-    if device.type != 'cuda': return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-# %% ../nbs/00_core.ipynb #522c0cc3
-BF16_CPU_FLAGS = ('amx_bf16', 'avx512_bf16', 'bf16')   # x86 AMX, x86 AVX-512 BF16, Arm BF16 (Linux /proc/cpuinfo)
-
-def cpu_has_bf16(cpuinfo:str|None=None # /proc/cpuinfo's text; None reads it (other systems: False)
-                )->bool:
-    "Whether this CPU computes bfloat16 natively, which makes it faster than float32"
-    if cpuinfo is None:
-        try: cpuinfo = Path('/proc/cpuinfo').read_text()
-        except OSError: return False
-    flags = re.search(r'^(?:flags|Features)\s*:(.*)$', cpuinfo, re.M)
-    return bool(flags) and any(f in flags[1].split() for f in BF16_CPU_FLAGS)
-
-# %% ../nbs/00_core.ipynb #60f165e8
-def half_dtype(device:str|torch.device)->torch.dtype|None:
-    "The half precision worth running models in on `device`: `autocast_dtype` on CUDA, bfloat16 on a CPU that has it"
-    import torch
-    device = torch.device(device)
-    if device.type == 'cuda': return autocast_dtype(device)
-    return torch.bfloat16 if device.type == 'cpu' and cpu_has_bf16() else None
-
-# %% ../nbs/00_core.ipynb #53769f06
-class Timer:
-    "Context manager measuring elapsed wall time in `seconds`"
-    def __init__(self, device:str|torch.device|None=None): # synchronise this CUDA device before reading the clock
-        self.device,self.seconds = device,None
-
-    def _sync(self):
-        if self.device is None: return
-        import torch
-        if torch.device(self.device).type == 'cuda': torch.cuda.synchronize(self.device)
-
-    def __enter__(self):
-        self._sync(); self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self._sync(); self.seconds = time.perf_counter() - self.start
-
-# %% ../nbs/00_core.ipynb #888c8da2
-def _umask()->int:
-    "This process's umask (read without changing it where Linux allows)"
-    try: return int(re.search(r'Umask:\s*([0-7]+)', Path('/proc/self/status').read_text())[1], 8)
-    except (OSError, TypeError): mask = os.umask(0o022); os.umask(mask); return mask
-
-# %% ../nbs/00_core.ipynb #5e47f602
-def _mode_for(path:Path, new:int)->int:
-    "The mode a file (new=0o666) or folder (new=0o777) at `path` should get: the one it replaces, else `new` & ~umask"
-    try: return path.stat().st_mode & 0o7777
-    except OSError: return new & ~_umask()
-
-# %% ../nbs/00_core.ipynb #6a2b15ea
-def _alive(pid:int)->bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
-
-# %% ../nbs/00_core.ipynb #4b04aae3
-log = logging.getLogger(__name__)
-
-def clean_leftovers(path:str|Path)->list[str]:
-    "Remove what killed writes to `path` left beside it; restore `path` from an interrupted swap. Returns what was done"
-    path, done = Path(path), []
-    pat = re.compile(rf'\.{re.escape(path.name)}\.(\d+)(?:-[^/]*)?\.(tmp|old)')
-    try: entries = sorted(path.parent.iterdir())
-    except OSError: return done
-    for p in entries:
-        if not (m := pat.fullmatch(p.name)) or _alive(int(m[1])): continue
-        if m[2] == 'old' and not path.exists(): os.replace(p, path); done.append(f'restored {path} from {p.name}')
-        else:
-            if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
-            else: p.unlink(missing_ok=True)
-            done.append(f'removed {p}')
-    for line in done: log.warning("an interrupted run was cleaned up: %s", line)
-    return done
-
-# %% ../nbs/00_core.ipynb #b8e9261d
-_CLEANED:set[Path] = set()
-
-def _clean_once(folder:Path):
-    "Clean a folder's file leftovers once per process (a feature store writes thousands of files into one folder)"
-    if (folder := folder.resolve()) in _CLEANED: return
-    _CLEANED.add(folder)
-    pat = re.compile(r'\.(.+)\.\d+-[^/]*\.tmp')
-    for name in {m[1] for p in folder.iterdir() if (m := pat.fullmatch(p.name))}: clean_leftovers(folder/name)
-
-# %% ../nbs/00_core.ipynb #33959533
-@contextlib.contextmanager
-def atomic_write(path:str|Path, # file to create or replace
-                 mode:str='wb'): # 'wb' or 'w'
-    "Open a temporary file for writing that replaces `path` only when the block succeeds"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_once(path.parent)
-    fd,tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.{os.getpid()}-', suffix='.tmp')
-    try:
-        with os.fdopen(fd, mode, **({'encoding': 'utf-8'} if 'b' not in mode else {})) as f:
-            yield f
-            f.flush(); os.fsync(f.fileno())
-        os.chmod(tmp, _mode_for(path, 0o666))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-# %% ../nbs/00_core.ipynb #66915df4
-@contextlib.contextmanager
-def atomic_dir(path:str|Path): # folder to create or replace as a whole
-    "Yield a temporary folder that replaces `path` only when the block succeeds"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_leftovers(path)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.{os.getpid()}-', suffix='.tmp'))
-    try:
-        yield tmp
-        os.chmod(tmp, _mode_for(path, 0o777))
-        old = None
-        if path.exists():
-            old = path.with_name(f'.{path.name}.{os.getpid()}.old')
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None: shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-# %% ../nbs/00_core.ipynb #e0d34d2b
-def sha256_file(path:str|Path, chunk:int=1<<20)->str:
-    "Hex SHA-256 digest of the file at `path`"
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while block := f.read(chunk): h.update(block)
-    return h.hexdigest()
-
-# %% ../nbs/00_core.ipynb #18e8c2a1
-def sha256_str(s:str)->str:
-    "Hex SHA-256 digest of the UTF-8 string `s`"
-    return hashlib.sha256(s.encode()).hexdigest()
-
-# %% ../nbs/00_core.ipynb #05ab187b
-def human_bytes(n:int|float)->str:
-    "A byte count as people read it: '512 B', '1.5 MiB', '2.0 GiB'"
-    for unit in ('B', 'KiB', 'MiB'):
-        if n < 1024: return f'{n:.0f} {unit}' if unit == 'B' else f'{n:.1f} {unit}'
-        n /= 1024
-    return f'{n:.1f} GiB'
-
-# %% ../nbs/00_core.ipynb #09b1b426
-@contextlib.contextmanager
-def quiet_stdout():
-    "Send what is written to file descriptor 1 (C and C++ code included) to /dev/null while the block runs"
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, 'wb') as null: os.dup2(null.fileno(), 1)
-        yield
-    finally:
-        os.dup2(saved, 1); os.close(saved)
-
-# %% ../nbs/00_core.ipynb #42d2f6c3
-def model_dir(root:str|Path, model_id:str)->Path:
-    "The folder under `root` that holds one model's cache: a hash of `model_id`, so any id is a safe name"
-    return Path(root).expanduser()/sha256_str(model_id)[:16]
-
-# %% ../nbs/00_core.ipynb #b7010403
-def file_stamp(path:str|Path)->tuple[int,int]:
-    "(size, modification time in ns) of the file at `path`: it changes whenever the file is rewritten"
-    st = Path(path).stat()
-    return (st.st_size, st.st_mtime_ns)
-
-# %% ../nbs/00_core.ipynb #a1e5ffe8
-def unit_scale_(model:torch.nn.Module)->torch.nn.Module:
-    "Redraw every weight matrix (and BLIP-2's query tokens) at unit scale, std = 1/sqrt(fan-in), in place"
-    import torch
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2: p.normal_(0, p.shape[-1] ** -0.5 if p.dim() == 2 else p[0].numel() ** -0.5)
-        if hasattr(model, 'query_tokens'): model.query_tokens.normal_(0, 1)
-    return model
-
-# %% ../nbs/00_core.ipynb #cfc88db0
-def usable_cores()->int:
-    "CPUs this process may really use: its affinity mask, capped by a cgroup v2 CPU quota (containers, Kaggle)"
-    n = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-    try:
-        quota, period = Path('/sys/fs/cgroup/cpu.max').read_text().split()[:2]
-        if quota != 'max': n = min(n, max(1, int(quota) // int(period)))
-    except (OSError, ValueError): pass
-    return n
-
-# %% ../nbs/00_core.ipynb #74f22d0c
-def set_threads(n:int|None=None)->int: # threads for torch's CPU work; None: `usable_cores()`
-    "Size torch's CPU thread pool; returns the size"
-    import torch
-    n = usable_cores() if n is None else check_positive_int(n, 'threads')
-    if torch.get_num_threads() != n: torch.set_num_threads(n)
-    return n
-
 # %% ../nbs/00_core.ipynb #4472121c
 class Table(str):
     "A plain-text table: a `str` that shows as itself in a notebook"
@@ -321,6 +71,14 @@ def format_table(rows:list[dict])->Table:
     widths = [max(len(c), *(len(row[n]) for row in cells)) for n,c in enumerate(cols)]
     line = lambda vals: '  '.join(v.ljust(w) for v,w in zip(vals, widths)).rstrip()
     return Table('\n'.join([line(cols), line(['-' * w for w in widths])] + [line(row) for row in cells]))
+
+# %% ../nbs/00_core.ipynb #05ab187b
+def human_bytes(n:int|float)->str:
+    "A byte count as people read it: '512 B', '1.5 MiB', '2.0 GiB'"
+    for unit in ('B', 'KiB', 'MiB'):
+        if n < 1024: return f'{n:.0f} {unit}' if unit == 'B' else f'{n:.1f} {unit}'
+        n /= 1024
+    return f'{n:.1f} GiB'
 
 # %% ../nbs/00_core.ipynb #1f7c1095
 INDEX_TYPES = ('flat', 'hnsw', 'ivfflat', 'ivfpq')   # FAISS index types (the index chapter builds them)

@@ -6,7 +6,7 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/cross_encoder.html.md"
 
 # %% ../nbs/04_cross_encoder.ipynb #c90cddd0
 from __future__ import annotations
-import json, time, logging
+import time, logging
 from functools import partial
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
@@ -14,9 +14,9 @@ from PIL import Image
 from fastcore.basics import patch
 from transformers import (AutoConfig, AutoProcessor, BlipForImageTextRetrieval, Blip2ForImageTextRetrieval,
                           Blip2ForConditionalGeneration)
-from .core import (HybridRetrievalError, ModelLoadError, default_device, half_dtype, display_id,
-                                   check_text, check_positive_int)
-from .data import ImageDataset, ImageLoadError, load_image, to_rgb
+from .core import ModelLoadError, display_id, check_text, check_positive_int
+from .device import default_device, half_dtype
+from .data import ImageDataset, load_image, to_rgb
 from .feature_store import FeatureStore, image_key
 from .batching import Batcher
 

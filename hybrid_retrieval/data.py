@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
-from .core import HybridRetrievalError, atomic_write, read_json, text_lines, short
+from .core import HybridRetrievalError, short
+from .files import atomic_write, read_json, text_lines
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_MAX_PIXELS', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'KAGGLE_INPUT_VAR', 'SHAPES', 'SAMPLE_COLOURS',

@@ -10,7 +10,8 @@ import json, logging
 from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
-from .core import atomic_write, clean_leftovers, model_dir, file_stamp, read_json, short
+from .core import short
+from .files import atomic_write, clean_leftovers, model_dir, file_stamp, read_json
 from .data import ImageDataset
 
 # %% auto #0

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np, torch, transformers, open_clip, faiss
 from tqdm.auto import tqdm
 from . import __version__
-from .core import HybridRetrievalError, Timer, atomic_write, check_positive_int, format_table, FUSIONS
+from .core import HybridRetrievalError, check_positive_int, format_table, FUSIONS
+from .files import atomic_write
+from .device import Timer
 from .data import ImageDataset
 from .bi_encoder import BiEncoder
 from .index import ImageIndex

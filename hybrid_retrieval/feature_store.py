@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save as st_save, load_file as st_load
 from fastcore.basics import patch
-from .core import atomic_write, sha256_str, model_dir, file_stamp, human_bytes
+from .core import human_bytes
+from .files import atomic_write, sha256_str, model_dir, file_stamp
 from .data import ImageLoadError
 
 # %% auto #0

@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import HybridRetrievalError, Timer, check_text, display_id, FUSIONS
+from .core import HybridRetrievalError, check_text, display_id, FUSIONS
+from .device import Timer
 from .data import ImageDataset, load_image
 from .bi_encoder import BiEncoder
 from .index import ImageIndex, check_index_model

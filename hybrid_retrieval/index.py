@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, faiss
 from fastcore.basics import patch
-from .core import atomic_dir, human_bytes, INDEX_TYPES, IVF_TYPES
+from .core import human_bytes, INDEX_TYPES, IVF_TYPES
+from .files import atomic_dir
 from .data import ImageDataset
 from .bi_encoder import BiEncoder
 from .embeddings import EmbeddingCache
-from .index_files import (IndexLoadError, ShardRows, write_manifest, read_manifest, read_faiss,
-                                          verified_shards, load_gallery, index_exists)
+from .index_files import IndexLoadError, ShardRows, write_manifest, read_manifest, read_faiss, verified_shards
 
 # %% auto #0
 __all__ = ['log', 'INDEX_PARAMS', 'FLAT_MAX', 'REFINE', 'ivf_nlist', 'ImageIndex', 'default_memory_budget', 'IndexChoice',

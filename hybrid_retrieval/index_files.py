@@ -9,8 +9,8 @@ from __future__ import annotations
 import os, json, warnings
 from pathlib import Path
 import numpy as np, faiss
-from .core import (HybridRetrievalError, clean_leftovers, sha256_file, sha256_str, read_json, short,
-                                   quiet_stdout, INDEX_TYPES)
+from .core import HybridRetrievalError, short, INDEX_TYPES
+from .files import clean_leftovers, sha256_file, sha256_str, read_json, quiet_stdout
 from .data import ImageDataset, save_captions_file, load_captions_file
 
 # %% auto #0

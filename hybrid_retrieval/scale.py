@@ -15,8 +15,8 @@ import numpy as np, faiss, torch
 from PIL import Image
 from tqdm.auto import tqdm
 from faiss.contrib.ondisk import merge_ondisk
-from .core import (HybridRetrievalError, atomic_dir, file_stamp, human_bytes, quiet_stdout, sha256_file,
-                                   sha256_str, short, IVF_TYPES)
+from .core import HybridRetrievalError, human_bytes, short, IVF_TYPES
+from .files import atomic_dir, file_stamp, quiet_stdout, sha256_file, sha256_str
 import hybrid_retrieval.data as data_module
 from .data import ImageDataset, load_rows_file, add_row, csv_rows
 from .bi_encoder import BiEncoder, prepare_image

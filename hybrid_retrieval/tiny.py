@@ -11,7 +11,7 @@ import torch, open_clip
 from transformers import (BertTokenizer, T5Tokenizer, BlipImageProcessor, BlipProcessor, Blip2Processor, BlipConfig,
                           Blip2Config, BlipForImageTextRetrieval, Blip2ForImageTextRetrieval,
                                   Blip2ForConditionalGeneration)
-from .core import unit_scale_
+from .device import unit_scale_
 from .bi_encoder import save_open_clip
 
 # %% auto #0

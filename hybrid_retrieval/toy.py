@@ -10,7 +10,8 @@ import json, random, itertools
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from PIL import Image, ImageDraw
-from .core import PACKAGE_DIR, atomic_dir
+from .core import PACKAGE_DIR
+from .files import atomic_dir
 from .data import ImageDataset, load_captions_file, draw_shape, register_data_source, SHAPES
 from .config import default_cache_dir, register_preset
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 import numpy as np
-from .core import atomic_write
+from .files import atomic_write
 from .data import ImageDataset
 from .bi_encoder import BiEncoder
 from .index import build_index

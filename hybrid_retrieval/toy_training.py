@@ -13,7 +13,8 @@ import numpy as np, torch, torch.nn.functional as F, open_clip
 from PIL import Image
 from tqdm.auto import tqdm
 from transformers import BertTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor
-from .core import atomic_dir, unit_scale_
+from .files import atomic_dir
+from .device import unit_scale_
 from .bi_encoder import save_open_clip
 from .cross_encoder import CrossEncoder
 from .toy import (World, make_world, rebindings, scene_captions, TEMPLATES, SIZES, COLOURS, SHAPES,
