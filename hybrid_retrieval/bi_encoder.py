@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 from .core import ModelLoadError, check_text, display_id
 from .files import sha256_file
 from .device import default_device, autocast_dtype
-from .data import ImageDataset, ImageLoadError, load_image, to_rgb
+from .images import ImageLoadError, load_image, to_rgb
+from .data import ImageDataset
 
 # %% auto #0
 __all__ = ['log', 'load_open_clip', 'BiEncoder', 'save_open_clip', 'prepare_image', 'GalleryEmbeddings']

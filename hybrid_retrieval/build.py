@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 import torch, transformers
 from .device import set_threads
-from . import data as data_module
+from . import images as images_module
 from .data import ImageDataset, DATA_SOURCES
 from .bi_encoder import BiEncoder
 from .index import ImageIndex, check_index_model
@@ -29,7 +29,7 @@ def search_config(config:HybridConfig)->SearchConfig:
 # %% ../nbs/06a_build.ipynb #16784813
 def apply_process_settings(config:HybridConfig)->int:
     "Size torch's CPU threads and set the image pixel limit as `config` says; returns the number of threads"
-    data_module.MAX_IMAGE_PIXELS = config.max_pixels or data_module.DEFAULT_MAX_PIXELS
+    images_module.MAX_IMAGE_PIXELS = config.max_pixels or images_module.DEFAULT_MAX_PIXELS
     return set_threads(config.threads)
 
 # %% ../nbs/06a_build.ipynb #a1e2116c

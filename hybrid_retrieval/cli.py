@@ -6,16 +6,15 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/cli.html.md"""
 
 # %% ../nbs/11_cli.ipynb #37599b9f
 from __future__ import annotations
-import os, re, sys, json, time, argparse, logging, warnings
+import os, re, sys, json, time, logging, warnings
 from dataclasses import fields
 from functools import partial
-from fastcore.docments import docments
 from pathlib import Path
-from . import __version__
 from .core import HybridRetrievalError, check_positive_int, check_text, format_table, human_bytes
 from .files import atomic_write
 from .device import set_threads
 from .settings import SETTINGS
+from .cli_parser import build_parser
 from typing import TYPE_CHECKING
 if TYPE_CHECKING:   # names in annotations only: importing them would load torch
     from hybrid_retrieval.data import ImageDataset
@@ -26,173 +25,6 @@ if TYPE_CHECKING:   # names in annotations only: importing them would load torch
 
 # %% auto #0
 __all__ = ['cmd_index', 'cmd_search', 'cmd_verify', 'cmd_serve', 'cmd_eval', 'cmd_demo', 'cmd_toy_train', 'main']
-
-# %% ../nbs/11_cli.ipynb #bdc71141
-def _process_flags(p:argparse.ArgumentParser):
-    "`--debug` and `--quiet` after the sub-command too (no default: it must not reset one given before it)"
-    p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument('-q', '--quiet', action='store_true', default=argparse.SUPPRESS,
-                   help='no progress bars (they show only when stderr is a terminal)')
-
-def _setting_flags(p:argparse.ArgumentParser, where:str):
-    "A flag for each declared setting whose `cli` names `where` (a sub-command, or 'config' / 'search' for a group)"
-    for s in SETTINGS.values():
-        if where not in s.cli: continue
-        kw = dict(dest=s.name, default=None, help=f"{s.help} (hybrid_search.{s.key})")
-        if s.pytype is bool: p.add_argument(s.flag, *s.old_flags, action='store_true', **kw)
-        else:
-            choices = s.allowed if isinstance(s.allowed, tuple) and s.compare is None else None
-            p.add_argument(s.flag, *s.old_flags, type=s.pytype, choices=choices, **kw)
-
-# %% ../nbs/11_cli.ipynb #b64558c2
-def _common()->argparse.ArgumentParser:
-    "The flags of every sub-command that reads a configuration"
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument('--config', help='YAML configuration (default: $HYBRID_RETRIEVAL_CONFIG, else built-in defaults)')
-    p.add_argument('--preset', help="a named set of models and gallery, e.g. 'toy' (the offline toy world); "
-                                    "overrides the config's preset")
-    _setting_flags(p, 'config')
-    _process_flags(p)
-    return p
-
-# %% ../nbs/11_cli.ipynb #614fe72c
-def _format_flag(p:argparse.ArgumentParser, what:str):
-    p.add_argument('--format', choices=['table', 'json'], default='table', help=f'how {what} printed')
-
-# %% ../nbs/11_cli.ipynb #dc5873c3
-def _add_gallery_args(p:argparse.ArgumentParser, verb:str, folder:bool):
-    "The flags that name a gallery: a folder or a list (if `folder`), Flickr30k, a captions file, or the sample"
-    src = p.add_mutually_exclusive_group()
-    if folder:
-        src.add_argument('--images', help='a folder of images (searched recursively)')
-        src.add_argument('--list', help="a CSV / TSV / Parquet list of image paths (an 'image' column)")
-    src.add_argument('--flickr30k',
-                     help="a Flickr30k folder (Kaggle's results.csv and/or Karpathy's dataset_flickr30k.json; "
-                                         "the latter gives the standard splits)")
-    src.add_argument('--captions', help='a CSV / JSONL file of (image, caption[, split]) rows')
-    src.add_argument('--sample', help=f'generate the sample gallery in this folder and {verb} it')
-    p.add_argument('--images-dir', help='--captions, --list: folder the image paths are relative to')
-
-# %% ../nbs/11_cli.ipynb #cd23252f
-def _index_parser(sub, common):
-    ix = sub.add_parser('index', parents=[common], help='build (or extend) an index of a gallery')
-    _add_gallery_args(ix, 'index', folder=True)
-    _setting_flags(ix, 'index')
-    ix.add_argument('--extend', action='store_true',
-                    help='add the new images to the existing index instead of rebuilding it')
-    _ray_flags(ix)
-
-def _ray_flags(p:argparse.ArgumentParser):
-    "Where `index --engine ray` runs and how it cuts the work"
-    g = p.add_argument_group('distributed embedding')
-    g.add_argument('--engine', choices=('process', 'ray'), default='process',
-                   help="'ray': embed with a Ray Data pipeline in resumable shards (the 'scale' extra)")
-    g.add_argument('--address', help="--engine ray: a Ray cluster's address ('auto' on one of its nodes, "
-                                     "'ray://HEAD:10001'); default: a local Ray on this machine")
-    g.add_argument('--shard-size', type=int, default=10_000,
-                   help='--engine ray: images per shard, the most a restarted run redoes (default 10000)')
-    g.add_argument('--actors', type=int, help='--engine ray: embedding actors (default: one per GPU, else one per CPU)')
-    g.add_argument('--gpus-per-actor', type=float, help='--engine ray: default 1 when the cluster has GPUs, else 0')
-
-# %% ../nbs/11_cli.ipynb #157b81b6
-def _search_flags(p:argparse.ArgumentParser):
-    "The search settings `search` and `serve` take (for `serve`, the defaults of every request)"
-    _setting_flags(p, 'search')
-    p.add_argument('--no-rerank', action='store_true', help='CLIP only: skip stage 2 (and do not load its model)')
-
-# %% ../nbs/11_cli.ipynb #3121d406
-def _search_parser(sub, common):
-    se = sub.add_parser('search', parents=[common], help='search the index with a text or an image')
-    se.add_argument('query', nargs='?', help='text query')
-    se.add_argument('--image', help='image query (a file)')
-    _search_flags(se)
-    se.add_argument('--filter', action='append', default=[], metavar='KEY=VALUE',
-                    help='keep only images whose metadata KEY equals VALUE (repeatable)')
-    _format_flag(se, 'the results are')
-    se.add_argument('--explain', action='store_true', help='table: add fusion contributions and rank changes')
-    se.add_argument('--output', help='also write the results as JSON to this file')
-    se.add_argument('--save-results', action='store_true',
-                    help='also save the results as JSON under ~/.cache/hybrid_retrieval/results')
-
-# %% ../nbs/11_cli.ipynb #86e9a834
-def _eval_parser(sub, common):
-    ev = sub.add_parser('eval', parents=[common],
-                        help='evaluate CLIP-only vs hybrid vs cross-encoder-only (Recall@K, MRR, MAP, latency)')
-    _add_gallery_args(ev, 'evaluate', folder=False)
-    ev.add_argument('--split', dest='eval_split', default='test',
-                    help="split to evaluate (default: test; 'all' for the whole dataset)")
-    ev.add_argument('--methods', default='clip,hybrid',
-                    help='comma-separated: clip, hybrid, cross (default: clip,hybrid)')
-    ev.add_argument('--directions', default='t2i,i2t', help='comma-separated: t2i, i2t (default: both)')
-    ev.add_argument('--k1', dest='k1_sweep',
-                    help='stage-1 candidates for hybrid; comma-separated values sweep (e.g. 50,100,200)')
-    ev.add_argument('--fusion', dest='fusion_sweep', help='fusion for hybrid; comma-separated values sweep')
-    _setting_flags(ev, 'eval')
-    ev.add_argument('--queries', type=int, help='evaluate a seeded random subset of N queries per direction')
-    ev.add_argument('--seed', type=int, default=0, help='seed of the query subset')
-    ev.add_argument('--max-cross-pairs', type=int, default=100_000,
-                    help="refuse 'cross' above this many pairs (default 100,000)")
-    _format_flag(ev, 'the report is')
-    ev.add_argument('--output', help='write the JSON report here, with a .csv table and a .png figure beside it')
-    ev.add_argument('--force', action='store_true', help='replace an existing .csv / .png beside --output')
-
-# %% ../nbs/11_cli.ipynb #4e82cf86
-def _demo_parser(sub):
-    de = sub.add_parser('demo', help='offline demo on the toy world: CLIP-only vs hybrid vs cross-encoder-only, '
-                                     'and a result grid')
-    de.add_argument('--queries', type=int, default=1000, help='captions for CLIP and the hybrid (default 1000)')
-    de.add_argument('--cross-queries', type=int, default=50,
-                    help='captions for the cross-encoder alone, which scores each against every picture (default 50)')
-    de.add_argument('--seed', type=int, default=0, help='which captions (default 0)')
-    de.add_argument('--figure', default='toy-demo.png', help='where to write the result grid (default: toy-demo.png)')
-    _format_flag(de, 'the table is')
-    _setting_flags(de, 'demo'); _process_flags(de)
-
-# %% ../nbs/11_cli.ipynb #2a4dcf7b
-def _toy_train_parser(sub, flags:bool=True): # add the recipe's flags (they import torch: only for toy-train)
-    tt = sub.add_parser('toy-train', help='train the toy bi-encoder and cross-encoder (CPU, minutes)')
-    tt.add_argument('--out', required=True, help='folder to write the models into (replaced as a whole)')
-    _setting_flags(tt, 'toy-train'); _process_flags(tt)
-    if not flags: return
-    from hybrid_retrieval.toy_training import ToyTrainConfig
-    docs = docments(ToyTrainConfig)
-    for f in fields(ToyTrainConfig):
-        if f.name == 'log_every': continue
-        tt.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
-                        help=f'{docs[f.name]} (default {f.default})')
-
-# %% ../nbs/11_cli.ipynb #a62e01ce
-def _verify_parser(sub, common):
-    ve = sub.add_parser('verify', parents=[common], help='check an index: its checksums, and that every indexed image '
-                                                         'is still on disk')
-    ve.add_argument('--prune', action='store_true', help='remove the images that are gone from the index')
-
-# %% ../nbs/11_cli.ipynb #47aa363a
-def _serve_parser(sub, common):
-    sv = sub.add_parser('serve', parents=[common], help='serve the index: an HTTP API and a search page')
-    _search_flags(sv)
-    sv.add_argument('--host', default='127.0.0.1', help='address to listen on (default 127.0.0.1: this machine only)')
-    sv.add_argument('--port', type=int, default=8000, help='port to listen on (default 8000)')
-    sv.add_argument('--max-batch', type=int, default=32, help='text queries per engine batch (1: no micro-batching)')
-    sv.add_argument('--batch-wait-ms', type=float, default=5.0,
-                    help='how long a text query waits for others to share its batch (default 5)')
-    sv.add_argument('--max-upload-mb', type=float, default=10.0, help='largest image upload accepted (default 10)')
-    sv.add_argument('--cors', action='append', metavar='ORIGIN', help='let pages from ORIGIN call the API (repeatable)')
-    sv.add_argument('--root-path', default='', help='the path a reverse proxy serves this under, e.g. /search')
-
-# %% ../nbs/11_cli.ipynb #92dad5a2
-def _parser(argv:list[str]|None=None # the arguments to parse: toy-train's recipe flags are added only for it
-           )->argparse.ArgumentParser:
-    description = 'Two-stage image search: CLIP + FAISS candidates, re-ranked by a BLIP / BLIP-2 cross-encoder.'
-    p = argparse.ArgumentParser(prog='hybrid-retrieval', description=description)
-    p.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
-    p.add_argument('--debug', action='store_true', help='show tracebacks')
-    p.add_argument('-q', '--quiet', action='store_true', help='no progress bars (shown only when stderr is a terminal)')
-    sub = p.add_subparsers(dest='command', required=True, metavar='{index,search,verify,serve,eval,demo,toy-train}')
-    common = _common()
-    for build in (_index_parser, _search_parser, _verify_parser, _serve_parser, _eval_parser): build(sub, common)
-    _demo_parser(sub); _toy_train_parser(sub, 'toy-train' in (sys.argv[1:] if argv is None else argv))
-    return p
 
 # %% ../nbs/11_cli.ipynb #25dbb0b1
 def _progress(args)->bool:
@@ -351,7 +183,7 @@ def cmd_search(args):
     if args.query is not None: check_text(args.query)
     flt = _filters(args.filter)
     config = _config(args)
-    from hybrid_retrieval.data import load_image
+    from hybrid_retrieval.images import load_image
     from hybrid_retrieval.build import build_engine
     from hybrid_retrieval.config import default_cache_dir
     if args.image: load_image(args.image)   # a bad query image fails before any model loads
@@ -498,7 +330,7 @@ def _fail(e:BaseException, unexpected:bool=False)->int:
 # %% ../nbs/11_cli.ipynb #164a77bd
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `hybrid-retrieval` command"
-    args = _parser(argv).parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format='hybrid-retrieval: %(levelname)s: %(message)s', force=True)
     warnings.showwarning = lambda msg, *a, **k: print(f"hybrid-retrieval: warning: {msg}", file=sys.stderr)
     try:

@@ -16,7 +16,8 @@ from transformers import (AutoConfig, AutoProcessor, BlipForImageTextRetrieval, 
                           Blip2ForConditionalGeneration)
 from .core import ModelLoadError, display_id, check_text, check_positive_int
 from .device import default_device, half_dtype
-from .data import ImageDataset, load_image, to_rgb
+from .images import load_image, to_rgb
+from .data import ImageDataset
 from .feature_store import FeatureStore, image_key
 from .batching import Batcher
 

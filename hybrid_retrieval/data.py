@@ -6,102 +6,24 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #430ab888
 from __future__ import annotations
-import io, os, csv, json, math, random, logging, threading, warnings
+import io, os, csv, json, random, logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterable
 from typing import Callable
-import numpy as np
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
-from .core import HybridRetrievalError, short
+from PIL import Image, ImageDraw
+from .core import short
 from .files import atomic_write, read_json, text_lines
+from .images import load_image
 
 # %% auto #0
-__all__ = ['log', 'DEFAULT_MAX_PIXELS', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'KAGGLE_INPUT_VAR', 'SHAPES', 'SAMPLE_COLOURS',
-           'DATA_SOURCES', 'ImageLoadError', 'to_rgb', 'load_image', 'decode_image', 'safe_path', 'ImageDataset',
+__all__ = ['log', 'IMAGE_EXTENSIONS', 'KAGGLE_INPUT_VAR', 'SHAPES', 'SAMPLE_COLOURS', 'DATA_SOURCES', 'safe_path', 'ImageDataset',
            'add_row', 'csv_rows', 'load_rows_file', 'load_captions_file', 'save_captions_file', 'load_image_folder',
            'read_flickr30k_csv', 'read_karpathy_split', 'kaggle_input_root', 'find_flickr30k_dir', 'load_flickr30k',
            'draw_shape', 'make_sample_dataset', 'register_data_source']
 
 # %% ../nbs/01_data.ipynb #cf3288cb
 log = logging.getLogger(__name__)
-
-# %% ../nbs/01_data.ipynb #9fb64bfe
-class ImageLoadError(HybridRetrievalError):
-    "An image file is missing, empty, truncated or not an image"
-    def __init__(self, path, reason):
-        self.path,self.reason = str(path),reason
-        super().__init__(f"cannot load image {self.path}: {reason}")
-
-# %% ../nbs/01_data.ipynb #cca25324
-DEFAULT_MAX_PIXELS = 178_956_970   # Pillow's own decompression-bomb limit (2 x PIL.Image.MAX_IMAGE_PIXELS)
-MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS   # the limit in force: set by a configuration's data.max_pixels
-_PILLOW_LIMIT = threading.Lock()
-
-def _open_image(path:Path)->Image.Image:
-    "Open `path` lazily (the header only) with Pillow's bomb check off: `_within_limit` does it, per image"
-    with _PILLOW_LIMIT, warnings.catch_warnings():
-        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-        try: return Image.open(path)
-        finally: Image.MAX_IMAGE_PIXELS = saved
-
-# %% ../nbs/01_data.ipynb #8578b499
-def _within_limit(img:Image.Image, limit:int, path)->Image.Image:
-    "`img` if it has at most `limit` pixels; a big JPEG set to decode reduced (`draft`); else refused before decoding"
-    w, h = img.size
-    if w * h <= limit: return img
-    if img.format == 'JPEG':
-        scale = min(8, 2 ** math.ceil(math.log2(math.sqrt(w * h / limit))))
-        img.draft(img.mode, (max(1, w // scale), max(1, h // scale)))
-        if img.size[0] * img.size[1] <= limit: return img
-    raise ImageLoadError(path, f"{w}x{h} is {w * h / 1e6:,.0f} megapixels, above the limit of {limit / 1e6:,.0f} "
-                               "(raise it with --max-pixels or data.max_pixels)")
-
-# %% ../nbs/01_data.ipynb #d85c2886
-def to_rgb(img:Image.Image, path='<PIL image>')->Image.Image:
-    "`img` as 8-bit RGB: 16-bit and float pixels scaled, transparency over white, palettes and CMYK converted"
-    if 0 in img.size: raise ImageLoadError(path, f'image has no pixels ({img.size[0]}x{img.size[1]})')
-    mode = img.mode
-    if mode.startswith('I;16') or mode in ('I', 'F'):
-        a = np.asarray(img, dtype=np.float64)
-        if mode != 'F' and (mode.startswith('I;16') or a.max() > 255): a = a / 257   # 16-bit: 65535 -> 255
-        elif mode == 'F' and a.max() <= 1: a = a * 255                                # float in [0, 1]
-        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8)).convert('RGB')
-    if mode in ('LA', 'La', 'PA', 'RGBA', 'RGBa', 'P') or 'transparency' in img.info:
-        white = Image.new('RGBA', img.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, img.convert('RGBA')).convert('RGB')
-    try: return img.convert('RGB')
-    except ValueError: raise ImageLoadError(path, f'pixel mode {mode} cannot be converted to RGB') from None
-
-# %% ../nbs/01_data.ipynb #1dd17fc9
-def _decode(source, name, max_pixels:int|None)->Image.Image:
-    "Decode `source` (a path or a binary file) as RGB, its errors reported under `name`"
-    try:
-        with _open_image(source) as img:
-            img = _within_limit(img, MAX_IMAGE_PIXELS if max_pixels is None else max_pixels, name)
-            img.load()
-            return to_rgb(ImageOps.exif_transpose(img), name)
-    except ImageLoadError: raise
-    except UnidentifiedImageError: raise ImageLoadError(name, 'not an image file') from None
-    except PermissionError: raise ImageLoadError(name, 'permission denied') from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageLoadError(name, f'corrupt or truncated image ({e})') from None
-
-def load_image(path:str|Path,             # the image file
-               max_pixels:int|None=None   # decode at most this many pixels; None: `MAX_IMAGE_PIXELS`
-              )->Image.Image:
-    "Decode the image at `path` as RGB with its EXIF orientation applied"
-    path = Path(path).expanduser()
-    if not path.is_file(): raise ImageLoadError(path, 'file not found')
-    if path.stat().st_size == 0: raise ImageLoadError(path, 'file is empty (0 bytes)')
-    return _decode(path, path, max_pixels)
-
-# %% ../nbs/01_data.ipynb #9d83305a
-def decode_image(data:bytes, name:str='<bytes>', max_pixels:int|None=None)->Image.Image:
-    "Decode an image held in memory as RGB, with `load_image`'s checks; errors name it `name`"
-    if not data: raise ImageLoadError(name, 'file is empty (0 bytes)')
-    return _decode(io.BytesIO(data), name, max_pixels)
 
 # %% ../nbs/01_data.ipynb #0fb12fea
 def safe_path(root:str|Path, name:str)->Path:

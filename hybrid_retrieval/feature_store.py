@@ -15,7 +15,7 @@ from safetensors.torch import save as st_save, load_file as st_load
 from fastcore.basics import patch
 from .core import human_bytes
 from .files import atomic_write, sha256_str, model_dir, file_stamp
-from .data import ImageLoadError
+from .images import ImageLoadError
 
 # %% auto #0
 __all__ = ['log', 'image_key', 'FeatureStore']

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .core import HybridRetrievalError, check_text, display_id, FUSIONS
 from .device import Timer
-from .data import ImageDataset, load_image
+from .images import load_image
+from .data import ImageDataset
 from .bi_encoder import BiEncoder
 from .index import ImageIndex, check_index_model
 from .feature_store import image_key

@@ -25,7 +25,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from fastcore.basics import patch_to
 import hybrid_retrieval
 from .core import HybridRetrievalError, check_text, short, FUSIONS
-from .data import ImageLoadError, decode_image, load_image
+from .images import ImageLoadError, decode_image, load_image
 from .settings import SETTINGS, Setting
 from .hybrid_search import HybridSearchEngine, SearchResponse
 

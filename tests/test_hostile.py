@@ -10,7 +10,8 @@ import numpy as np, pytest, torch
 from PIL import Image
 from hybrid_retrieval.cli import main
 from hybrid_retrieval.device import usable_cores
-from hybrid_retrieval.data import load_image, to_rgb, make_sample_dataset, MAX_IMAGE_PIXELS
+from hybrid_retrieval.images import load_image, to_rgb, MAX_IMAGE_PIXELS
+from hybrid_retrieval.data import make_sample_dataset
 from hybrid_retrieval.bi_encoder import BiEncoder
 from hybrid_retrieval.tiny import save_tiny_clip, save_tiny_blip2_itm
 
