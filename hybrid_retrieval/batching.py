@@ -1,4 +1,4 @@
-"""Work over many items in batches sized for the device: by free GPU memory, measured on a first small pass; halved and retried when a batch runs out of memory
+"""Work in batches sized for the device, measured on a first pass; a batch out of GPU memory is halved
 
 Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/batching.html.md"""
 

@@ -1,4 +1,4 @@
-"""The `hybrid-retrieval` command's sub-commands and their flags: every setting's flag made from its declaration, the rest written here
+"""The command's sub-commands and flags: each setting's flag made from its declaration
 
 Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/cli_parser.html.md"""
 

@@ -1,4 +1,4 @@
-"""Shared pieces: errors and input checks, values quoted safely in messages, paths shown portably, tables, the named choices of settings
+"""Errors and input checks, values quoted safely in messages, portable paths, tables, named choices
 
 Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/core.html.md"""
 

@@ -1,4 +1,4 @@
-"""Which device and precision a model runs in, how many CPU threads torch uses, a stopwatch that waits for the GPU, and weights at unit scale
+"""The device and precision a model runs in, torch's CPU threads, a GPU-aware stopwatch, unit-scale weights
 
 Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/device.html.md"""
 

@@ -1,4 +1,4 @@
-"""Stage 2's vision features kept per image, in memory bounded in bytes and optionally on disk, so that each image is encoded once
+"""Stage 2's vision features per image, in memory bounded in bytes and on disk: each image encoded once
 
 Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/feature_store.html.md"""
 

@@ -1,4 +1,4 @@
-"""Reading text as people save it, writing files and folders so that a crash never leaves half of one, checksums, and the keys of per-model caches
+"""Text read as people save it, files written so that a crash never leaves half of one, checksums
 
 Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/files.html.md"""
 

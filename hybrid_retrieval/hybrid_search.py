@@ -24,10 +24,11 @@ from .index import ImageIndex, check_index_model
 from .feature_store import image_key
 from .cross_encoder import CrossEncoder
 from .settings import SettingValues, check_k
+from .fusion import fuse_scores, mmr_select
 
 # %% auto #0
-__all__ = ['log', 'GROUP_PAIRS', 'SearchConfig', 'minmax', 'ranks', 'fuse_scores', 'mmr_select', 'SearchResult', 'SearchResponse',
-           'make_filter', 'HybridSearchEngine', 'fused_order', 'explain_results', 'visualize_scores', 'result_grid']
+__all__ = ['log', 'GROUP_PAIRS', 'SearchConfig', 'SearchResult', 'SearchResponse', 'make_filter', 'HybridSearchEngine',
+           'fused_order', 'explain_results', 'visualize_scores', 'result_grid']
 
 # %% ../nbs/05_hybrid_search.ipynb #f573bb5e
 log = logging.getLogger(__name__)
@@ -37,48 +38,6 @@ class SearchConfig(SettingValues):
     "The engine's settings: those declared `engine=True` (`k1`, `k2`, fusion, MMR, the query cache, ...), checked"
     include = staticmethod(lambda s: s.engine)
     def check(self): check_k(self.k1, self.k2)
-
-# %% ../nbs/05_hybrid_search.ipynb #da2a7323
-def minmax(x:np.ndarray)->np.ndarray:
-    "Scale `x` to [0, 1]; a constant vector becomes zeros"
-    x = np.asarray(x, dtype=np.float64)
-    span = x.max() - x.min() if len(x) else 0
-    return (x - x.min()) / span if span > 0 else np.zeros_like(x)
-
-# %% ../nbs/05_hybrid_search.ipynb #36a10558
-def ranks(x:np.ndarray)->np.ndarray:
-    "1-based ranks of `x` in descending order; ties keep their order"
-    order = np.argsort(-np.asarray(x), kind='stable')
-    r = np.empty(len(order), dtype=np.int64); r[order] = np.arange(1, len(order) + 1)
-    return r
-
-# %% ../nbs/05_hybrid_search.ipynb #2c354f56
-def fuse_scores(clip:np.ndarray, cross:np.ndarray, method:str='replace', alpha:float=0.5, rrf_k:int=60,
-                itc:np.ndarray|None=None)->tuple[np.ndarray, dict[str,np.ndarray]]:
-    "Final scores of candidates from their CLIP and cross-encoder scores, and each part's contribution"
-    clip, cross = np.asarray(clip, np.float64), np.asarray(cross, np.float64)
-    if method == 'replace': parts = {'cross': cross}
-    elif method == 'weighted': parts = {'clip': (1 - alpha) * minmax(clip), 'cross': alpha * minmax(cross)}
-    elif method == 'rank_fusion': parts = {'clip': 1 / (rrf_k + ranks(clip)), 'cross': 1 / (rrf_k + ranks(cross))}
-    elif method == 'sum':
-        if itc is None: raise ValueError("fusion 'sum' needs the ITC scores (an ITM cross-encoder)")
-        parts = {'itm_logit': cross, 'itc': np.asarray(itc, np.float64)}
-    else: raise ValueError(f"fusion must be one of {FUSIONS}, got {method!r}")
-    return sum(parts.values()), parts
-
-# %% ../nbs/05_hybrid_search.ipynb #d4881ef7
-def mmr_select(relevance:np.ndarray, embeddings:np.ndarray, k:int, lam:float)->tuple[list[int], list[float]]:
-    "Greedy MMR: indices of `k` items and the redundancy penalty each paid"
-    rel, emb = minmax(relevance), np.asarray(embeddings, np.float64)
-    chosen, penalties, max_sim = [], [], np.full(len(rel), -np.inf)
-    for _ in range(min(k, len(rel))):
-        penalty = (1 - lam) * np.where(np.isfinite(max_sim), max_sim, 0.0)
-        value = lam * rel - penalty
-        value[chosen] = -np.inf
-        best = int(np.argmax(value))
-        chosen.append(best); penalties.append(float(penalty[best]))
-        max_sim = np.maximum(max_sim, emb @ emb[best])
-    return chosen, penalties
 
 # %% ../nbs/05_hybrid_search.ipynb #822624ac
 @dataclass

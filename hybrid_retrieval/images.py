@@ -1,4 +1,4 @@
-"""Decoding one image safely: broken files named and reasoned about, huge ones refused or decoded reduced before their pixels are read, every pixel mode to 8-bit RGB
+"""One image decoded safely: broken files named, huge ones refused or reduced, every mode to 8-bit RGB
 
 Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/images.html.md"""
 

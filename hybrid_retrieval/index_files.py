@@ -1,4 +1,4 @@
-"""An index's folder: FAISS's own file, the gallery, and a manifest whose checksums cover every file and id, read back only when all of it checks out
+"""An index's folder: FAISS's file, the gallery and a manifest whose checksums cover every file and id
 
 Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/index_files.html.md"""
 

@@ -177,7 +177,8 @@ def _pipeline(ray, todo:list[Shard], bi:BiEncoder, make_encoder, batch_size:int,
     shape = tuple(bi.preprocess(Image.new('RGB', (8, 8))).shape)
     ds = ray.data.from_arrow(rows, override_num_blocks=max(1, min(rows.num_rows // batch_size, 10_000)))
     ds = ds.map_batches(_decode_block, batch_size=batch_size, batch_format='numpy', num_cpus=1,
-                        fn_kwargs=dict(preprocess=bi.preprocess, shape=shape, max_pixels=images_module.MAX_IMAGE_PIXELS))
+                        fn_kwargs=dict(preprocess=bi.preprocess, shape=shape,
+                                       max_pixels=images_module.MAX_IMAGE_PIXELS))
     return ds.map_batches(_Embedder, batch_size=batch_size, batch_format='numpy', num_gpus=gpus, num_cpus=1,
                           fn_constructor_kwargs=dict(make_encoder=make_encoder, probe=bi.encode_text(PROBE)[0]),
                           compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors))

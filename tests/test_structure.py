@@ -98,3 +98,44 @@ def test_notebook_cells_stay_small():
     sizes = [len(''.join(c['source']).strip().splitlines()) for nb in (PKG.parent/'nbs').glob('[0-9]*.ipynb')
              for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code' and ''.join(c['source']).strip()]
     assert statistics.median(sizes) <= 5, statistics.median(sizes)
+
+
+def _targets(node)->list:
+    "The attribute and name targets an assignment writes"
+    ts = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+    return [e for t in ts for e in (t.elts if isinstance(t, ast.Tuple) else [t])]
+
+
+def private_crossings(path:Path)->list[str]:
+    "Where `path` imports another module's private name, or writes a private attribute its own classes do not define"
+    out, tree = [], ast.parse(path.read_text())
+    nodes = list(ast.walk(tree))
+    own = {t.attr for n in nodes for t in _targets(n)                     # private attributes its classes set on self
+           if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == 'self'}
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or '').startswith('hybrid_retrieval')):
+            out += [f'{path.stem}:{node.lineno} imports {a.name}' for a in node.names
+                    if a.name.startswith('_') and not a.name.startswith('__')]
+        for t in _targets(node):
+            if isinstance(t, ast.Attribute) and t.attr.startswith('_') and not t.attr.startswith('__') and t.attr not in own:
+                out.append(f'{path.stem}:{t.lineno} writes {ast.unparse(t)}')
+    return out
+
+
+def test_no_module_reaches_into_another():
+    "No `from .x import _y`, and no assignment to another object's private attribute"
+    found = [c for p in sorted(PKG.glob('*.py')) if p.name != '_modidx.py' for c in private_crossings(p)]
+    assert not found, found
+
+
+def test_the_crossing_checker_sees_them(tmp_path):
+    src = tmp_path/'x.py'
+    src.write_text("from .data import _add_row\nfrom . import __version__\nclass A:\n    def __init__(self): self._mine = 1\n"
+                   "def f(a, index):\n    a._mine = 2\n    index._pos = {}\n")
+    assert private_crossings(src) == ['x:1 imports _add_row', 'x:7 writes index._pos']
+
+
+def test_modules_stay_short():
+    "One module per job: none over 450 lines (nbdev's own `_modidx` aside)"
+    long = {p.name: n for p in PKG.glob('*.py') if p.name != '_modidx.py' and (n := len(p.read_text().splitlines())) > 450}
+    assert not long, long
