@@ -12,18 +12,9 @@ import argparse, json, os, platform, shutil, statistics, subprocess, tempfile, t
 import urllib.request
 from pathlib import Path
 from serve import free_port, script   # benchmarks/serve.py: the installed command, a free local port
+from common import cpu
 
 QUERY = 'two shapes : a small green square left of a big purple triangle'
-
-
-def cpu()->dict:
-    "The CPU's model name and the flags that choose fast paths (bfloat16, AVX-512, AMX)"
-    info = Path('/proc/cpuinfo').read_text() if Path('/proc/cpuinfo').exists() else ''
-    lines = info.splitlines()
-    model = next((l.split(':', 1)[1].strip() for l in lines if l.startswith('model name')), platform.machine())
-    flags = next((l.split(':', 1)[1].split() for l in lines if l.startswith(('flags', 'Features'))), [])
-    return dict(model=model, cores=os.cpu_count(),
-                flags=sorted(f for f in flags if f.startswith(('avx', 'amx', 'fma', 'bf16', 'sve', 'asimd'))))
 
 
 def timed(cmd:list[str], env:dict, ok_codes=(0,))->float:

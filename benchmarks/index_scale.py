@@ -22,6 +22,7 @@ cores with < 300 MB resident.
 import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
+from common import percentiles, rss_mb   # this folder is first on sys.path: the script's own
 
 HERE = Path(__file__).resolve().parent
 DIM, CLUSTERS, RANK = 512, 1000, 64
@@ -60,11 +61,6 @@ def drop_from_page_cache(folder:Path):
             finally: os.close(fd)
 
 
-def _status(key:str)->int:
-    "A memory figure of this process from /proc/self/status, in bytes"
-    for line in Path('/proc/self/status').read_text().splitlines():
-        if line.startswith(key + ':'): return int(line.split()[1]) * 1024
-    return 0
 
 
 def search_child(index_path:str, queries_path:str, k:int)->dict:
@@ -73,7 +69,7 @@ def search_child(index_path:str, queries_path:str, k:int)->dict:
     from hybrid_retrieval.index import ImageIndex
     queries = np.load(queries_path)
     drop_from_page_cache(Path(index_path))
-    rss0 = _status('VmRSS')
+    rss0 = rss_mb()
     t = time.perf_counter(); index = ImageIndex.load(index_path); load_s = time.perf_counter() - t
     passes = {}
     for name in ('cold', 'warm'):
@@ -82,9 +78,9 @@ def search_child(index_path:str, queries_path:str, k:int)->dict:
             t = time.perf_counter(); ids, _ = index.search(q[None], k); times.append(time.perf_counter() - t)
             found.append(ids[0])
         passes[name] = times
-    return dict(load_s=load_s, rss_bytes=_status('VmRSS') - rss0, peak_rss_bytes=_status('VmHWM'),
+    return dict(load_s=load_s, rss_bytes=(rss_mb() - rss0) * 2**20, peak_rss_bytes=rss_mb(key='VmHWM') * 2**20,
                 threads=faiss.omp_get_max_threads(), found=found,
-                **{f'{name}_p{p}_ms': float(np.percentile(t, p) * 1e3) for name,t in passes.items() for p in (50, 95)})
+                **{f'{name}_{k}': v for name,t in passes.items() for k,v in percentiles(t).items() if k != 'runs'})
 
 
 def measure(name:str, folders, path:Path, queries_path:Path, truth, **params)->dict:

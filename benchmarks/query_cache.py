@@ -35,8 +35,7 @@ def main(argv=None):
         bi = BiEncoder(save_tiny_clip(tmp/'clip'), show_progress=False)
         if args.arch == 'tiny': ce = CrossEncoder(save_tiny_blip2_itm(tmp/'blip2'))
         else:
-            sys.path.insert(0, str(Path(__file__).parent))
-            from rerank import build
+            from rerank import build   # this folder is first on sys.path: the script's own
             ce = CrossEncoder.from_model(*build('blip', torch.float32), use_enc_token=False)
         index, _ = build_index(bi, gallery)
         engine = HybridSearchEngine(bi, ce, index, gallery, SearchConfig(k1=args.k1, k2=args.k2, use_cache=True, show_progress=False))

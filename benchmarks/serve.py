@@ -18,6 +18,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
+from common import percentiles, rss_mb   # this folder is first on sys.path: the script's own
 
 
 def script()->str:
@@ -31,11 +32,6 @@ def free_port()->int:
         return s.getsockname()[1]
 
 
-def rss_mb(pid:int)->float:
-    "Resident memory of process `pid`"
-    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith('VmRSS:'): return int(line.split()[1]) / 1024
-    raise RuntimeError(f'no VmRSS for process {pid}')
 
 
 def start(env:dict, max_batch:int, log)->tuple[subprocess.Popen, str]:
@@ -72,11 +68,10 @@ def load(base:str, queries:list[str], concurrency:int, time_limit:float)->dict:
         with lock: results.append(r)
     with ThreadPoolExecutor(concurrency) as pool: list(pool.map(worker, queries))
     wall = time.perf_counter() - started
-    ok = np.array([s for s,b in results if b is not None]) * 1000
+    ok = np.array([s for s,b in results if b is not None])
     batches = [b for _,b in results if b is not None]
     return dict(sent=len(results), errors=sum(b is None for _,b in results), seconds=round(wall, 2),
-                requests_per_s=round(len(ok) / wall, 2), p50_ms=round(float(np.percentile(ok, 50)), 1),
-                p95_ms=round(float(np.percentile(ok, 95)), 1), p99_ms=round(float(np.percentile(ok, 99)), 1),
+                requests_per_s=round(len(ok) / wall, 2), **percentiles(ok, (50, 95, 99), digits=1),
                 mean_batch=round(float(np.mean(batches)), 2), max_batch_seen=max(batches))
 
 

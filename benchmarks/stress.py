@@ -9,6 +9,7 @@ and at the end, the growth, and the throughput. Exits with status 1 if the growt
 """
 import argparse, gc, json, sys, tempfile, time
 from pathlib import Path
+from common import rss_mb   # this folder is first on sys.path: the script's own
 from hybrid_retrieval.bi_encoder import BiEncoder
 from hybrid_retrieval.cross_encoder import CrossEncoder
 from hybrid_retrieval.data import make_sample_dataset
@@ -18,10 +19,6 @@ from hybrid_retrieval.tiny import save_tiny_blip2_itm, save_tiny_clip
 
 COLOURS, SHAPES = ['red', 'green', 'blue', 'yellow', 'purple', 'orange'], ['circle', 'square', 'triangle']
 
-def rss_mb()->float:
-    "Current resident memory of this process (not the peak)"
-    pages = int(Path('/proc/self/statm').read_text().split()[1])
-    import os; return pages * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 def queries(n, start=0):
     return [f'a {COLOURS[i % 6]} {SHAPES[i // 6 % 3]} number {i}' for i in range(start, start + n)]

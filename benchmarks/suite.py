@@ -17,14 +17,14 @@ Stage 2 and e2e read candidates' features from the store, filled with random fea
 tower's cost is the embedding and indexing side, measured by benchmarks/rerank.py and stage2_features.py).
 `--quick` runs everything with tiny models and small sizes: a smoke test of this script, not a measurement.
 """
-import argparse, datetime, json, os, platform, resource, sys, tempfile
+import argparse, datetime, json, os, platform, sys, tempfile
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np, torch, transformers, faiss, open_clip
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
 from rerank import build, QUERY   # the full-size BLIP / BLIP-2 architectures, random weights, as rerank.py builds them
+from common import percentiles, peak_rss_mb, cpu   # this folder is first on sys.path: the script's own
 from hybrid_retrieval.files import atomic_write
 from hybrid_retrieval.device import Timer, default_device, autocast_dtype, half_dtype, cpu_has_bf16
 from hybrid_retrieval.data import ImageDataset
@@ -43,13 +43,6 @@ QUICK = dict(embed_images=16, embed_batches=(8,), gallery=2_000, ivf=20_000, que
 CAPTIONS = ['a dog running through the snow', 'two children playing football in a park', 'a man riding a red bicycle',
             'a woman in a blue dress walking on the beach', 'a group of people sitting around a table']
 
-def pct(times):
-    "p50 and p95 of `times` (seconds) in milliseconds"
-    return dict(p50_ms=round(float(np.percentile(times, 50)) * 1000, 2),
-                p95_ms=round(float(np.percentile(times, 95)) * 1000, 2), runs=len(times))
-
-def rss_peak_mb()->float: return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
 def cuda_peak(device, reset=False):
     "Peak CUDA memory allocated since the last reset, in MB (None on a CPU)"
     if device.type != 'cuda': return None
@@ -58,9 +51,9 @@ def cuda_peak(device, reset=False):
     return round(peak, 1)
 
 def environment(device):
-    info = Path('/proc/cpuinfo').read_text().splitlines() if Path('/proc/cpuinfo').exists() else []
-    cpu = next((l.split(':', 1)[1].strip() for l in info if l.startswith('model name')), platform.processor())
-    return dict(date=datetime.date.today().isoformat(), device=str(device), cpu=cpu, cpu_count=os.cpu_count(),
+    c = cpu()
+    return dict(date=datetime.date.today().isoformat(), device=str(device), cpu=c['model'], cpu_count=c['cores'],
+                cpu_flags=c['flags'],
                 threads=torch.get_num_threads(), cpu_bf16=cpu_has_bf16(),
                 gpu=torch.cuda.get_device_name(device) if device.type == 'cuda' else None,
                 half=str(half_dtype(device)).removeprefix('torch.') if half_dtype(device) else None,
@@ -120,7 +113,7 @@ def bench_stage1(args, tmp, device):
     flat = ImageIndex(bi.dim, 'flat', bi.model_id)
     flat.add([str(i) for i in range(s['gallery'])], unit(rng, s['gallery'], bi.dim))
     stage1_times(bi, flat, queries[:2])   # warm-up
-    out = dict(model=bi.model_id, k=100, flat=dict(n=s['gallery'], **pct(stage1_times(bi, flat, queries))))
+    out = dict(model=bi.model_id, k=100, flat=dict(n=s['gallery'], **percentiles(stage1_times(bi, flat, queries))))
     del flat
     ivf = ImageIndex(bi.dim, 'ivfflat', bi.model_id, nlist=ivf_nlist(s['ivf']))   # lists for 1M, trained on a sample
     with Timer() as t_build:
@@ -129,7 +122,7 @@ def bench_stage1(args, tmp, device):
             n = min(250_000, s['ivf'] - start)
             ivf.add([str(i) for i in range(start, start + n)], unit(rng, n, bi.dim))
     out['ivf'] = dict(n=s['ivf'], nlist=ivf._index.nlist, nprobe=ivf._index.nprobe, build_s=round(t_build.seconds, 1),
-                      gpu=ivf.use_gpu, **pct(stage1_times(bi, ivf, queries)))
+                      gpu=ivf.use_gpu, **percentiles(stage1_times(bi, ivf, queries)))
     return out
 
 def load_arch(arch, dtype, args, tmp):
@@ -195,7 +188,7 @@ def bench_stage2_arch(arch, args, tmp, device, paths):
             for batch in (4, None):
                 times = time_rerank(ce, paths, args.sizes['reps'], batch)
                 rows.append(dict(dtype=str(dtype).removeprefix('torch.'), batch=batch or 'auto',
-                                 stored='keys+values' if store_kv else 'features', **pct(times),
+                                 stored='keys+values' if store_kv else 'features', **percentiles(times),
                                  store_bytes_per_image=ce.store.nbytes // len(ce.store), cuda_peak_mb=cuda_peak(device)))
     base = next(r for r in rows if r['dtype'] == 'float32' and r['stored'] == 'features' and r['batch'] == 4)
     for r in rows: r['speedup'] = round(base['p50_ms'] / r['p50_ms'], 2)
@@ -236,7 +229,7 @@ def bench_e2e(args, tmp, device):
     batch = (CAPTIONS * s['batch_queries'])[:s['batch_queries']]
     with Timer(device) as tb: engine.batch_text_to_image_search(batch)
     return dict(gallery=len(gallery), k1=100, k2=10, cross_encoder='blip2', dtype=str(ce.dtype).removeprefix('torch.'),
-                query=pct(times), stage1=pct(stage1), stage2=pct(stage2), batch_queries=len(batch),
+                query=percentiles(times), stage1=percentiles(stage1), stage2=percentiles(stage2), batch_queries=len(batch),
                 queries_per_s=round(len(batch) / tb.seconds, 2), cuda_peak_mb=cuda_peak(device))
 
 SECTIONS = dict(embed=bench_embed, stage1=bench_stage1, stage2=bench_stage2, e2e=bench_e2e)
@@ -307,7 +300,7 @@ def main(argv=None):
 
 def save(out, device, folder, stem):
     "Write the suite's JSON and markdown table so far, each atomically"
-    out['peak_rss_mb'] = rss_peak_mb()
+    out['peak_rss_mb'] = peak_rss_mb()
     out['cuda_peak_mb'] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == 'cuda' else None
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_write(folder/f'{stem}.json', 'w') as f: f.write(json.dumps(out, indent=2) + '\n')

@@ -38,9 +38,10 @@ def _runtime(config:HybridConfig)->dict:
     apply_process_settings(config)
     return dict(device=config.device, show_progress=config.show_progress)
 
-def load_bi_encoder(config:HybridConfig)->BiEncoder:
+def load_bi_encoder(config:HybridConfig, device:str|None=None)->BiEncoder: # None: the configuration's device
     "The configured CLIP model"
-    return BiEncoder(config.clip_model, config.pretrained, batch_size=config.clip_batch_size, **_runtime(config))
+    runtime = _runtime(config) | ({'device': device} if device else {})
+    return BiEncoder(config.clip_model, config.pretrained, batch_size=config.clip_batch_size, **runtime)
 
 # %% ../nbs/06a_build.ipynb #d992a2a3
 def load_cross_encoder(config:HybridConfig, dataset:ImageDataset|None=None)->CrossEncoder|None:

@@ -113,7 +113,7 @@ def _index_in_process(args, config:HybridConfig, dataset:ImageDataset, path:Path
 def _config_encoder(config:HybridConfig, device:str|None=None)->BiEncoder:
     "The configured bi-encoder, on `device` (a Ray actor passes none: its GPU when it has one)"
     from hybrid_retrieval.build import load_bi_encoder
-    return load_bi_encoder(config.replace(device=device or config.device))
+    return load_bi_encoder(config, device)
 
 def _index_on_ray(args, config:HybridConfig, dataset:ImageDataset, path:Path):
     "Embed on Ray into the index folder's shards (keeping finished ones), build the index from them"

@@ -62,7 +62,7 @@ def _new_faiss_index(index_type, dim, n_train, params):
     return faiss.index_factory(dim, f'IVF{nlist},PQ{m}x{nbits}np', faiss.METRIC_INNER_PRODUCT)
 
 # %% ../nbs/03_index.ipynb #59c2e185
-INDEX_PARAMS = ('hnsw_m', 'ef_search', 'nlist', 'pq_m', 'nbits', 'nprobe', 'on_disk', 'refine')   # what `ImageIndex` takes
+INDEX_PARAMS = ('hnsw_m', 'ef_search', 'nlist', 'pq_m', 'nbits', 'nprobe', 'on_disk', 'refine')   # `ImageIndex`'s
 
 class ImageIndex:
     "A FAISS inner-product index over image embeddings, addressed by image id"

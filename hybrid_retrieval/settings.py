@@ -202,6 +202,11 @@ class SettingValues:
     def check(self):
         "Check the relations between values (after each one was checked on its own)"
 
+    def __getattr__(self, name:str):   # a setting declared after these values were made: its default
+        s = SETTINGS.get(name)
+        if s is None or not type(self).include(s): raise AttributeError(f"{type(self).__name__} has no setting {name!r}")
+        return s.default
+
 # %% ../nbs/04a_settings.ipynb #8aa6646b
 @patch
 def _unknown(self:SettingValues, names):
@@ -228,14 +233,17 @@ def __setattr__(self:SettingValues, name:str, value):
 
 @patch
 def values(self:SettingValues)->dict:
-    "Every value, by setting name (a setting declared after these values were made: its default)"
-    return {n: getattr(self, n, s.default) for n,s in self.settings().items()}
+    "Every value, by setting name"
+    return {n: getattr(self, n) for n in self.settings()}
 
 @patch
 def replace(self:SettingValues, **changes):
-    "A copy with `changes`, checked"
+    "A copy with `changes`, each checked, and the relations between values checked again"
     self._unknown(changes)
-    return type(self)(**(self.values() | changes))
+    out = copy.copy(self)
+    for name,value in changes.items(): setattr(out, name, value)
+    out.check()
+    return out
 
 @patch
 def __eq__(self:SettingValues, other)->bool: return type(self) is type(other) and self.values() == other.values()

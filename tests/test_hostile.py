@@ -10,7 +10,6 @@ import numpy as np, pytest, torch
 from PIL import Image
 from hybrid_retrieval.cli import main
 from hybrid_retrieval.device import usable_cores
-from hybrid_retrieval.images import load_image, to_rgb, MAX_IMAGE_PIXELS
 from hybrid_retrieval.data import make_sample_dataset
 from hybrid_retrieval.bi_encoder import BiEncoder
 from hybrid_retrieval.tiny import save_tiny_clip, save_tiny_blip2_itm
@@ -105,13 +104,6 @@ def test_tiny_file_declaring_huge_dimensions_is_refused_before_decoding(env, fol
     assert any('bomb.png: 100000x100000 is 10,000 megapixels' in l for l in skipped_lines(err)), err
 
 
-def test_default_limit_is_pillows_and_never_raises_pillows_error(tmp_path):
-    (tmp_path/'huge.png').write_bytes(png_header(20_000, 10_000))          # 200 MP: above Pillow's 179 MP
-    with pytest.raises(Exception) as e: load_image(tmp_path/'huge.png')
-    assert type(e.value).__name__ == 'ImageLoadError' and 'above the limit of 179' in str(e.value)
-    assert MAX_IMAGE_PIXELS == 2 * Image.MAX_IMAGE_PIXELS
-
-
 def test_empty_and_truncated_files_are_skipped_with_their_reason(env, folder):
     (folder/'empty.jpg').write_bytes(b'')
     Image.new('RGB', (64, 64), 'red').save(folder/'whole.jpg')
@@ -132,31 +124,6 @@ def test_query_image_that_is_text_is_one_line(env):
     tmp, cfg = env
     (tmp/'notes.jpg').write_text('not a picture')
     fails(*run('search', '--image', tmp/'notes.jpg', *cfg)[::2], 'notes.jpg', 'not an image file')
-
-
-def test_zero_pixel_image_is_refused_by_name():
-    bi_like = Image.new('RGB', (0, 0))
-    with pytest.raises(Exception, match=r'<PIL image>: image has no pixels \(0x0\)'): to_rgb(bi_like)
-
-
-@pytest.mark.parametrize('mode, value, ext, expected', [
-    ('I;16', 65535, 'png', (255, 255, 255)), ('I;16', 32896, 'png', (128, 128, 128)), ('I', 4112, 'tiff', (16, 16, 16)),
-    ('F', 0.25, 'tiff', (64, 64, 64)), ('1', 1, 'png', (255, 255, 255)), ('L', 77, 'png', (77, 77, 77)),
-    ('LA', (10, 0), 'png', (255, 255, 255)), ('RGBA', (0, 0, 255, 0), 'png', (255, 255, 255)),
-    ('RGBA', (0, 0, 255, 255), 'png', (0, 0, 255)), ('CMYK', (0, 255, 255, 0), 'jpg', (254, 0, 0)),
-])
-def test_every_pillow_mode_on_disk_comes_back_as_the_right_rgb(tmp_path, mode, value, ext, expected):
-    Image.new(mode, (8, 8), value).save(tmp_path/f'x.{ext}')
-    got = load_image(tmp_path/f'x.{ext}').getpixel((4, 4))
-    assert np.abs(np.subtract(got, expected)).max() <= 3, (mode, got)
-
-
-def test_palette_with_transparency_on_disk_is_white_where_transparent(tmp_path):
-    img = Image.new('P', (8, 8), 1); img.putpalette([0, 0, 0, 200, 10, 10])
-    img.save(tmp_path/'p.png', transparency=1)
-    assert load_image(tmp_path/'p.png').getpixel((0, 0)) == (255, 255, 255)
-    img.save(tmp_path/'opaque.png')
-    assert load_image(tmp_path/'opaque.png').getpixel((0, 0)) == (200, 10, 10)
 
 
 def test_sixteen_bit_png_embeds_as_its_eight_bit_twin(env, tmp_path):
@@ -650,7 +617,7 @@ def python(code, **env):
 
 
 def test_default_threads_follow_the_cores_this_process_may_use():
-    assert python('import os; os.sched_setaffinity(0, {0}); from hybrid_retrieval.core import set_threads; '
+    assert python('import os; os.sched_setaffinity(0, {0}); from hybrid_retrieval.device import set_threads; '
                   'import torch; print(set_threads(), torch.get_num_threads())') == '1 1'
     assert usable_cores() == len(os.sched_getaffinity(0))
 

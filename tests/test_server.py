@@ -96,7 +96,7 @@ def test_the_api_on_the_toy_preset(server, client):
 @pytest.mark.parametrize('method,url,kw,status,detail', [
     ('get', '/api/search', dict(params={'q': 'a red circle', 'k1': 5, 'k2': 10}), 422, 'k2 (10) must not exceed k1 (5)'),
     ('get', '/api/search', dict(params={'q': 'a red circle', 'fusion': 'max'}), 422,
-     "fusion must be one of replace, weighted, rank_fusion, sum; got 'max'"),
+     "fusion must be one of ['replace', 'weighted', 'rank_fusion', 'sum'], got 'max'"),
     ('get', '/api/search', dict(params={'q': 'a red circle', 'mmr_lambda': -1}), 422, 'mmr_lambda must be between 0 and 1, got -1.0'),
     ('get', '/api/search', dict(params={'q': ''}), 422, 'q is empty'),
     ('get', '/api/search', dict(params={'q': 'a' * 5000}), 422, 'q is too long: 5,000 characters (at most 1,000)'),
