@@ -3,7 +3,7 @@
 Scripts in this folder import it as `common` (run as `python benchmarks/NAME.py`, their folder is first on `sys.path`);
 timing itself is `hybrid_retrieval.device.Timer`, which waits for the GPU before it reads the clock.
 """
-import os, platform, resource
+import json, os, platform, resource
 from pathlib import Path
 import numpy as np
 
@@ -33,3 +33,11 @@ def cpu()->dict:
     flags = next((l.split(':', 1)[1].split() for l in lines if l.startswith(('flags', 'Features'))), [])
     return dict(model=model, cores=os.cpu_count(),
                 flags=sorted(f for f in flags if f.startswith(('avx', 'amx', 'fma', 'bf16', 'sve', 'asimd'))))
+
+
+def write_result(result:dict, out:str|Path):
+    "Write a benchmark's JSON to `out` (its folder made if need be) and print it"
+    text = json.dumps(result, indent=1)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text + '\n')
+    print(text)

@@ -22,7 +22,7 @@ cores with < 300 MB resident.
 import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
-from common import percentiles, rss_mb   # this folder is first on sys.path: the script's own
+from common import percentiles, rss_mb, write_result   # this folder is first on sys.path: the script's own
 
 HERE = Path(__file__).resolve().parent
 DIM, CLUSTERS, RANK = 512, 1000, 64
@@ -169,9 +169,7 @@ def main():
     result = dict(benchmark='index_scale', machine=f'{os.cpu_count()} CPUs', dim=DIM, queries=args.queries, k=100,
                   budget_mb=args.budget_mb, data=f'{CLUSTERS} clusters, rank-{RANK} spread, 0.15 isotropic noise',
                   auto=auto, rows=rows)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + '\n')
-    print(json.dumps(result, indent=1))
+    write_result(result, args.out)
 
 
 if __name__ == '__main__': main()

@@ -11,6 +11,7 @@ and the largest difference between the two engines' embeddings.
 import argparse, json, os, tempfile, time
 from functools import partial
 from pathlib import Path
+from common import write_result   # this folder is first on sys.path: the script's own
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -50,9 +51,7 @@ def main():
                   ray_images_per_s=round(args.images / ray_s, 1), ray_over_in_process=round(local_s / ray_s, 2),
                   ray_embed_s=round(report.embed_s, 1), shards=report.shards, spilled_bytes=report.spilled_bytes,
                   same_ids=on_ray.ids == local.ids, max_abs_difference=diff)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + '\n')
-    print(json.dumps(result, indent=1))
+    write_result(result, args.out)
 
 
 if __name__ == '__main__': main()

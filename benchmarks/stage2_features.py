@@ -16,6 +16,7 @@ in the page cache) and warm. Printed as one JSON object (and written to --out).
 """
 import argparse, json, os, tempfile, time
 from pathlib import Path
+from common import write_result   # this folder is first on sys.path: the script's own
 import numpy as np, torch
 from index_scale import drop_from_page_cache     # benchmarks/ is this script's folder, first on sys.path
 
@@ -70,9 +71,7 @@ def main():
                   read_cold_ms_per_image=round(cold_s * 1e3, 2), read_warm_ms_per_image=round(warm_s * 1e3, 2),
                   compute_over_cold_read=round(compute_s / cold_s, 1),
                   stored_gb_per_million_images=round(size * 1e6 / 1e9, 1))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + '\n')
-    print(json.dumps(result, indent=1))
+    write_result(result, args.out)
 
 
 if __name__ == '__main__': main()
