@@ -204,7 +204,8 @@ class SettingValues:
 
     def __getattr__(self, name:str):   # a setting declared after these values were made: its default
         s = SETTINGS.get(name)
-        if s is None or not type(self).include(s): raise AttributeError(f"{type(self).__name__} has no setting {name!r}")
+        if s is None or not type(self).include(s):
+            raise AttributeError(f"{type(self).__name__} has no setting {name!r}")
         return s.default
 
 # %% ../nbs/04a_settings.ipynb #8aa6646b
