@@ -41,3 +41,17 @@ def write_result(result:dict, out:str|Path):
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text + '\n')
     print(text)
+
+
+def tiny_engine(tmp:Path, n:int, cross_encoder=None, **settings):
+    "An engine over a sample gallery of `n` images: the tiny CLIP's index, `cross_encoder` (None: the tiny BLIP-2)"
+    from hybrid_retrieval.bi_encoder import BiEncoder
+    from hybrid_retrieval.cross_encoder import CrossEncoder
+    from hybrid_retrieval.data import make_sample_dataset
+    from hybrid_retrieval.hybrid_search import HybridSearchEngine, SearchConfig
+    from hybrid_retrieval.index import build_index
+    from hybrid_retrieval.tiny import save_tiny_blip2_itm, save_tiny_clip
+    gallery = make_sample_dataset(tmp/'gallery', n=n)
+    bi = BiEncoder(save_tiny_clip(tmp/'clip'), show_progress=False)
+    ce = cross_encoder or CrossEncoder(save_tiny_blip2_itm(tmp/'blip2'))
+    return HybridSearchEngine(bi, ce, build_index(bi, gallery)[0], gallery, SearchConfig(show_progress=False, **settings))

@@ -10,13 +10,9 @@ repeated results were identical.
 import argparse, json, statistics, sys, tempfile, time
 from pathlib import Path
 import torch
-from hybrid_retrieval.bi_encoder import BiEncoder
+from common import tiny_engine   # this folder is first on sys.path: the script's own
 from hybrid_retrieval.device import Timer
 from hybrid_retrieval.cross_encoder import CrossEncoder
-from hybrid_retrieval.data import make_sample_dataset
-from hybrid_retrieval.hybrid_search import HybridSearchEngine, SearchConfig
-from hybrid_retrieval.index import build_index
-from hybrid_retrieval.tiny import save_tiny_blip2_itm, save_tiny_clip
 
 COLOURS, SHAPES = ['red', 'green', 'blue', 'yellow', 'purple', 'orange'], ['circle', 'square', 'triangle']
 
@@ -31,14 +27,12 @@ def main(argv=None):
     queries = [f'a {c} {s}' for c in COLOURS for s in SHAPES][:args.queries]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        gallery = make_sample_dataset(tmp/'gallery', n=args.gallery)
-        bi = BiEncoder(save_tiny_clip(tmp/'clip'), show_progress=False)
-        if args.arch == 'tiny': ce = CrossEncoder(save_tiny_blip2_itm(tmp/'blip2'))
-        else:
+        ce = None
+        if args.arch == 'blip':
             from rerank import build   # this folder is first on sys.path: the script's own
             ce = CrossEncoder.from_model(*build('blip', torch.float32), use_enc_token=False)
-        index, _ = build_index(bi, gallery)
-        engine = HybridSearchEngine(bi, ce, index, gallery, SearchConfig(k1=args.k1, k2=args.k2, use_cache=True, show_progress=False))
+        engine = tiny_engine(tmp, args.gallery, ce, k1=args.k1, k2=args.k2, use_cache=True)
+        gallery = engine.dataset
         engine.cross_encoder.image_features([gallery.path(i) for i in gallery.image_ids])   # features warm: time search, not first encoding
         first, repeat, identical = [], [], True
         for q in queries:

@@ -9,13 +9,7 @@ and at the end, the growth, and the throughput. Exits with status 1 if the growt
 """
 import argparse, gc, json, sys, tempfile, time
 from pathlib import Path
-from common import rss_mb   # this folder is first on sys.path: the script's own
-from hybrid_retrieval.bi_encoder import BiEncoder
-from hybrid_retrieval.cross_encoder import CrossEncoder
-from hybrid_retrieval.data import make_sample_dataset
-from hybrid_retrieval.hybrid_search import HybridSearchEngine, SearchConfig
-from hybrid_retrieval.index import build_index
-from hybrid_retrieval.tiny import save_tiny_blip2_itm, save_tiny_clip
+from common import rss_mb, tiny_engine   # this folder is first on sys.path: the script's own
 
 COLOURS, SHAPES = ['red', 'green', 'blue', 'yellow', 'purple', 'orange'], ['circle', 'square', 'triangle']
 
@@ -38,11 +32,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        gallery = make_sample_dataset(tmp/'gallery', n=args.gallery)
-        bi = BiEncoder(save_tiny_clip(tmp/'clip'), show_progress=False)
-        index, _ = build_index(bi, gallery)
-        engine = HybridSearchEngine(bi, CrossEncoder(save_tiny_blip2_itm(tmp/'blip2')), index, gallery,
-                                    SearchConfig(k1=args.k1, k2=args.k2, show_progress=False))
+        engine = tiny_engine(Path(tmp), args.gallery, k1=args.k1, k2=args.k2)
+        gallery = engine.dataset
         run(engine, gallery, queries(100, start=10**6))                  # warm-up: allocator pools, feature store
         gc.collect(); start = rss_mb(); t0 = time.perf_counter()
         run(engine, gallery, queries(args.queries))
