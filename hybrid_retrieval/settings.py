@@ -6,7 +6,7 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/settings.html.md"""
 
 # %% ../nbs/04a_settings.ipynb #7d4fe973
 from __future__ import annotations
-import copy, warnings
+import copy, numbers, warnings
 from dataclasses import dataclass
 from typing import Callable
 from fastcore.basics import patch
@@ -47,8 +47,8 @@ class Setting:
 def _type_ok(value, hint:str)->bool:
     if value is None: return 'None' in hint
     if isinstance(value, bool): return 'bool' in hint
-    if 'int' in hint and isinstance(value, int): return True
-    if 'float' in hint and isinstance(value, (int, float)): return True
+    if 'int' in hint and isinstance(value, numbers.Integral): return True     # numpy's integers too
+    if 'float' in hint and isinstance(value, numbers.Real): return True
     return 'str' in hint and isinstance(value, str)
 
 def _expected(hint:str)->str:
@@ -65,7 +65,7 @@ def check_setting(s:Setting, value, where:str|None=None):
     where = where or s.name
     if not _type_ok(value, s.type): raise ValueError(f"{where} must be {_expected(s.type)}, got {short(value)}")
     if value is None: return None
-    if s.pytype is int: check_positive_int(value, where)
+    if s.pytype is int: value = check_positive_int(value, where)   # a numpy integer as an int
     if s.pytype is float: value = float(value)
     if s.unit and not 0 <= value <= 1: raise ValueError(f"{where} must be between 0 and 1, got {value}")
     allowed = allowed_values(s)
