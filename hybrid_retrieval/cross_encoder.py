@@ -331,6 +331,53 @@ def _pair_scores(self:CrossEncoder, texts:list[str], feats:list[torch.Tensor], k
     if self.batcher.on_cuda() and len(batches) > 1: torch.cuda.empty_cache()
     return torch.cat(batches).numpy().astype(np.float32)
 
+# %% ../nbs/04_cross_encoder.ipynb #e04c0002
+def _itc_image(model, backend:str, feats:torch.Tensor, width:int)->torch.Tensor:
+    "L2-normalised ITC embeddings of a batch of vision features: BLIP (n, dim), BLIP-2 (n, queries, dim)"
+    if backend == 'blip-itm': return F.normalize(model.vision_proj(feats[:, 0, :width]), dim=-1)
+    q = _query_output(model, feats).to(model.vision_projection.weight.dtype)
+    return F.normalize(model.vision_projection(q), dim=-1)
+
+@patch
+@torch.inference_mode()
+def itc_image_embeddings(self:CrossEncoder, images:list)->list[torch.Tensor]:
+    "Each image's ITC embedding(s), L2-normalised, from the store where possible: BLIP (dim,), BLIP-2 (queries, dim)"
+    if 'itc' not in self.score_kinds: raise ValueError(f"backend {self.backend!r} has no ITC head")
+    keys = [image_key(self._resolve(im)) + '|itc' for im in images]
+    found = {k: e for k in dict.fromkeys(keys) if (e := self.store.get(k)) is not None}
+    todo = {k: im for k,im in zip(keys, images) if k not in found}
+    if todo:
+        feats = self._feature_batches(self.image_features(list(todo.values())))
+        run = lambda s, e: _itc_image(self.model, self.backend, feats(s, e), self.vision_width).cpu()
+        for k,emb in zip(todo, torch.cat(self._batched(len(todo), 'batch_size', run, 'ITC embeddings'))):
+            found[k] = self.store.put(k, emb.clone())
+    return [found[k] for k in keys]
+
+# %% ../nbs/04_cross_encoder.ipynb #e04c0003
+@patch
+@torch.inference_mode()
+def itc_text_embeddings(self:CrossEncoder, texts:list[str])->torch.Tensor:
+    "L2-normalised ITC embeddings of `texts`, (n, dim)"
+    m = self.model
+    def run(s, e):
+        ids, mask = self.tokenize(texts[s:e])
+        if self.backend == 'blip-itm':
+            return F.normalize(m.text_proj(m.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]),
+                               dim=-1).cpu()
+        txt = m.qformer(query_embeds=m.embeddings(input_ids=ids), query_length=0, attention_mask=mask).last_hidden_state
+        return F.normalize(m.text_projection(txt[:, 0, :].to(m.text_projection.weight.dtype)), dim=-1).cpu()
+    return torch.cat(self._batched(len(texts), 'batch_size', run, 'ITC text embeddings'))
+
+# %% ../nbs/04_cross_encoder.ipynb #e04c0004
+@patch
+def itc_scores(self:CrossEncoder, texts:list[str], images:list)->np.ndarray:
+    "ITC scores of the pairs (texts[i], images[i]): each distinct text encoded once, each image's embedding stored"
+    distinct = list(dict.fromkeys(texts))
+    txt = self.itc_text_embeddings(distinct)[[distinct.index(t) for t in texts]]
+    img = torch.stack([e.to(txt.device, txt.dtype) for e in self.itc_image_embeddings(images)])
+    if img.ndim == 2: return (img * txt).sum(-1).float().numpy()
+    return (img @ txt.unsqueeze(-1)).squeeze(-1).max(dim=1).values.float().numpy()   # BLIP-2: the best query
+
 # %% ../nbs/04_cross_encoder.ipynb #2becc200
 @patch
 def score_pairs(self:CrossEncoder, queries:list[str], images:list, kind:str|None=None)->np.ndarray:
@@ -342,7 +389,9 @@ def score_pairs(self:CrossEncoder, queries:list[str], images:list, kind:str|None
         raise ValueError(f"queries and images must have the same length, got {len(queries)} and {len(images)}")
     if not queries: return np.zeros(0, np.float32)
     texts = [check_text(q, f'query at position {n}') for n,q in enumerate(queries)]
-    return self._pair_scores(texts, self.image_features(list(images)), kind or self.score_kinds[0])
+    kind = kind or self.score_kinds[0]
+    if kind == 'itc' and 'itc' in self.score_kinds: return self.itc_scores(texts, list(images))   # stored image side
+    return self._pair_scores(texts, self.image_features(list(images)), kind)
 
 # %% ../nbs/04_cross_encoder.ipynb #c742778e
 @patch
