@@ -6,7 +6,7 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/cross_encoder.html.md"
 
 # %% ../nbs/04_cross_encoder.ipynb #c90cddd0
 from __future__ import annotations
-import time, logging
+import logging
 from functools import partial
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
@@ -14,15 +14,16 @@ from PIL import Image
 from fastcore.basics import patch
 from transformers import (AutoConfig, AutoProcessor, BlipForImageTextRetrieval, Blip2ForImageTextRetrieval,
                           Blip2ForConditionalGeneration)
-from .core import ModelLoadError, display_id, check_text, check_positive_int
+from .core import display_id, check_text, check_positive_int
 from .device import default_device, half_dtype
 from .images import load_image, to_rgb
 from .data import ImageDataset
 from .feature_store import FeatureStore, image_key
 from .batching import Batcher
+from .hub import load_pretrained
 
 # %% auto #0
-__all__ = ['log', 'BACKENDS', 'SCORE_KINDS', 'detect_backend', 'huggingface_hub_offline', 'load_pretrained', 'CrossEncoder']
+__all__ = ['log', 'BACKENDS', 'SCORE_KINDS', 'detect_backend', 'CrossEncoder']
 
 # %% ../nbs/04_cross_encoder.ipynb #38b179b3
 log = logging.getLogger(__name__)
@@ -47,41 +48,6 @@ def detect_backend(config)->str:
         raise ValueError(f"BLIP-2 checkpoints of class {archs[0]} cannot score image-text pairs")
     raise ValueError(f"model type {config.model_type!r} is not a BLIP or BLIP-2 cross-encoder; expected one of "
                      f"{list(BACKENDS)}")
-
-# %% ../nbs/04_cross_encoder.ipynb #c8b31c12
-def _is_local(model_id)->bool:
-    return Path(model_id).expanduser().exists() or str(model_id).startswith(('/', './', '../', '~'))
-
-# %% ../nbs/04_cross_encoder.ipynb #316f78c9
-def _transient(e:Exception)->bool:
-    "A network error worth retrying (not a missing repo, a bad config, or offline mode)"
-    if huggingface_hub_offline(): return False
-    text = f"{type(e).__name__} {e}".lower()
-    words = ('timed out', 'timeout', 'connection', 'temporarily', '503', '502')
-    return isinstance(e, (ConnectionError, TimeoutError)) or any(w in text for w in words)
-
-# %% ../nbs/04_cross_encoder.ipynb #b163eb03
-def huggingface_hub_offline()->bool:
-    "True when the hub client is in offline mode (`HF_HUB_OFFLINE=1`)"
-    import huggingface_hub.constants as hc
-    return bool(hc.HF_HUB_OFFLINE)
-
-# %% ../nbs/04_cross_encoder.ipynb #c49ba8f2
-def load_pretrained(load, model_id:str, retries:int=3, retry_wait:float=2.0, **kwargs):
-    "Call `load(model_id, **kwargs)` (a `from_pretrained`), retrying transient hub errors; else `ModelLoadError`"
-    local = _is_local(model_id)
-    if local and not Path(model_id).expanduser().is_dir(): raise ModelLoadError(f"no model folder at {model_id}")
-    for attempt in range(1, retries + 1):
-        try: return load(str(Path(model_id).expanduser()) if local else model_id, **kwargs)
-        except Exception as e:
-            if not local and attempt < retries and _transient(e):
-                log.warning("loading %s failed (%s); retry %d of %d", model_id, e, attempt, retries - 1)
-                time.sleep(retry_wait * 2**(attempt - 1)); continue
-            if local: raise ModelLoadError(f"could not load the model in {model_id}: {e}") from e
-            raise ModelLoadError(
-                f"could not load {model_id!r} from the Hugging Face hub: {e}. If this machine is offline (a Kaggle "
-                f"kernel with internet off), download it elsewhere (`huggingface-cli download {model_id} --local-dir "
-                "DIR`, or attach it as a Kaggle dataset) and pass the folder instead of the hub id") from e
 
 # %% ../nbs/04_cross_encoder.ipynb #6d0840a3
 def _qformer_dtype(model, dtype:torch.dtype):
