@@ -120,11 +120,11 @@ def config_from_dict(data:dict|None, preset:str|None=None)->HybridConfig:
     extra = set(data) - {'hybrid_search'}
     if extra: raise ConfigError(f"unknown top-level key {sorted(map(str, extra))[0][:60]}; the configuration lives "
                                 "under 'hybrid_search'")
-    hs = _upgrade({} if data.get('hybrid_search') is None else data['hybrid_search'])
-    _read(hs, yaml_shape(), 'hybrid_search', {})                     # the file's own values, before any preset
+    hs, shape = _upgrade({} if data.get('hybrid_search') is None else data['hybrid_search']), yaml_shape()
+    _read(hs, shape, 'hybrid_search', {})                            # the file's own values, before any preset
     if preset is not None: hs = _merge(hs, _upgrade(preset_mapping(preset))) | {'preset': preset}   # like a flag
     elif hs.get('preset') is not None: hs = _merge(_upgrade(preset_mapping(hs['preset'])), hs)      # under its keys
-    return HybridConfig(**_read(hs, yaml_shape(), 'hybrid_search', {}))
+    return HybridConfig(**_read(hs, shape, 'hybrid_search', {}))
 
 # %% ../nbs/06_config.ipynb #5d1b24d4
 MAX_CONFIG_BYTES, MAX_CONFIG_VALUES = 1_000_000, 100_000

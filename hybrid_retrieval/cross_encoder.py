@@ -338,8 +338,8 @@ def itc_text_embeddings(self:CrossEncoder, texts:list[str])->torch.Tensor:
 @patch
 def itc_scores(self:CrossEncoder, texts:list[str], images:list)->np.ndarray:
     "ITC scores of the pairs (texts[i], images[i]): each distinct text encoded once, each image's embedding stored"
-    distinct = list(dict.fromkeys(texts))
-    txt = self.itc_text_embeddings(distinct)[[distinct.index(t) for t in texts]]
+    row = {t: n for n,t in enumerate(dict.fromkeys(texts))}       # each distinct text once
+    txt = self.itc_text_embeddings(list(row))[[row[t] for t in texts]]
     img = torch.stack([e.to(txt.device, txt.dtype) for e in self.itc_image_embeddings(images)])
     if img.ndim == 2: return (img * txt).sum(-1).float().numpy()
     return (img @ txt.unsqueeze(-1)).squeeze(-1).max(dim=1).values.float().numpy()   # BLIP-2: the best query

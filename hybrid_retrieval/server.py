@@ -52,7 +52,6 @@ class Settings:
     values:tuple                  # ((name, value), ...) of every setting a request may set
     rerank:bool=True              # run stage 2
     min_score:float|None=None     # drop results scoring below this
-    def __getitem__(self, name:str): return dict(self.values)[name]
     @property
     def group(self)->tuple: return (self.values, self.rerank)
 
