@@ -1,6 +1,7 @@
 """One benchmark for every performance goal, on whatever device is there.
 
-    python benchmarks/suite.py [--device cpu|cuda] [--only embed,stage1,stage2,e2e] [--quick] [--output-dir DIR]
+    python benchmarks/suite.py [--device cpu|cuda] [--only embed,stage1,stage2,cascade,itc_stage1,e2e] [--quick]
+                               [--output-dir DIR]
 
 Writes `suite_<cpu|cuda>.json` and `suite_<cpu|cuda>.md` (the README's table) to benchmarks/results/, prints the JSON.
 `--table JSON` only rewrites the table of an earlier run.
@@ -11,13 +12,18 @@ Real architectures with random weights (timing does not depend on the weights; n
           and the device's half precision (`half_dtype`: skipped where emulated, with a probe saying how much slower
           it would be), the first version's batch of 4 and the engine's own (unset: as memory allows), stored features and
           stored cross-attention keys and values
+  cascade stage 2 as the engine runs it with ITC's shortlist (`k_itm`): 100 candidates, ITC over all of them from stored
+          ITC embeddings, ITM on the best k_itm; BLIP-2 and BLIP, float32 and (CPU) dynamic int8, stored features and
+          stored keys+values, p50 / p95 per k_itm, and int8's speed-up over float32 beside it
+  itc_stage1 ITC as stage 1: the query's ITC text embedding and the best 100 of a Flickr30k-sized gallery's stored ITC
+          embeddings (BLIP: one per image; BLIP-2: 32 per image, best query), p50 / p95
   e2e     one text query end to end (k1 100, k2 10; engine defaults, BLIP-2) p50 / p95; a batch of queries, queries/s
 Memory: the process's peak RSS, and on CUDA `torch.cuda.max_memory_allocated` per section.
 Stage 2 and e2e read candidates' features from the store, filled with random features of the right shape (the vision
 tower's cost is the embedding and indexing side, measured by benchmarks/rerank.py and stage2_features.py).
 `--quick` runs everything with tiny models and small sizes: a smoke test of this script, not a measurement.
 """
-import argparse, datetime, json, os, platform, sys, tempfile
+import argparse, datetime, io, json, os, platform, sys, tempfile
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np, torch, transformers, faiss, open_clip
@@ -32,14 +38,14 @@ from hybrid_retrieval.bi_encoder import BiEncoder
 from hybrid_retrieval.index import ImageIndex, ivf_nlist
 from hybrid_retrieval.cross_encoder import CrossEncoder
 from hybrid_retrieval.feature_store import FeatureStore
-from hybrid_retrieval.hybrid_search import HybridSearchEngine, SearchConfig
+from hybrid_retrieval.hybrid_search import HybridSearchEngine, SearchConfig, ItcIndex
 from hybrid_retrieval.tiny import save_tiny_clip, save_tiny_blip2_itm, save_tiny_blip_itm
 
 FULL = dict(embed_images=128, embed_batches=(32, 128), gallery=31_014, ivf=1_000_000, queries=50, candidates=100,
-            reps=2, e2e_queries=2, batch_queries=2, clip='ViT-B-32')   # sized for < 10 minutes on 2 CPU cores
+            reps=2, e2e_queries=2, batch_queries=2, clip='ViT-B-32', k_itms=(10, 16, 20, 32))   # sized for < 10 minutes on 2 CPU cores
 CUDA = dict(embed_images=4096, embed_batches=(128, 256, 512), reps=20, e2e_queries=20, batch_queries=32)
 QUICK = dict(embed_images=16, embed_batches=(8,), gallery=2_000, ivf=20_000, queries=5, candidates=8, reps=2,
-             e2e_queries=2, batch_queries=2)
+             e2e_queries=2, batch_queries=2, k_itms=(2, 4))
 CAPTIONS = ['a dog running through the snow', 'two children playing football in a park', 'a man riding a red bicycle',
             'a woman in a blue dress walking on the beach', 'a group of people sitting around a table']
 
@@ -97,7 +103,38 @@ def bench_embed(args, tmp, device):
         rows.append(dict(batch_size=batch, images_per_s=round(len(gallery) / t.seconds, 1)))
     best = max(rows, key=lambda r: r['images_per_s'])
     return dict(model=bi.model_id, images=len(gallery), image_size='500x375 JPEG', per_batch=rows,
-                best_batch=best['batch_size'], images_per_s=best['images_per_s'], cuda_peak_mb=cuda_peak(device, True))
+                best_batch=best['batch_size'], images_per_s=best['images_per_s'], cuda_peak_mb=cuda_peak(device, True),
+                decode=decode_compare(gallery.paths[:32]), tower=tower_compare(bi, gallery.paths[:32], device))
+
+def decode_compare(paths)->dict:
+    "Milliseconds per image to decode the JPEGs and make CLIP's 224 px input: PIL (the engine's path) and torchvision"
+    from torchvision.io import decode_jpeg
+    import torchvision.transforms.v2.functional as TF
+    data = [Path(p).read_bytes() for p in paths]
+    def pil(b): return Image.open(io.BytesIO(b)).convert('RGB').resize((224, 224), Image.BICUBIC)
+    def tv(b): return TF.resize(decode_jpeg(torch.frombuffer(bytearray(b), dtype=torch.uint8)), [224, 224], antialias=True)
+    out = {}
+    for name, f in (('pil', pil), ('decode_jpeg', tv)):
+        f(data[0])
+        with Timer() as t:
+            for b in data: f(b)
+        out[f'{name}_ms'] = round(t.seconds / len(data) * 1000, 2)
+    return out
+
+def tower_compare(bi, paths, device)->dict:
+    "CLIP's image tower in float32 and with bfloat16 weights (where the CPU computes bfloat16 natively): images/s, cosine"
+    if device.type != 'cpu' or not cpu_has_bf16(): return dict(bf16='not run: no native bfloat16 here')
+    import copy
+    x = torch.stack([bi.preprocess(Image.open(p).convert('RGB')) for p in paths])
+    half = copy.deepcopy(bi.model).to(torch.bfloat16)
+    out = {}
+    with torch.inference_mode():
+        for name, model, xs in (('float32', bi.model, x), ('bfloat16', half, x.bfloat16())):
+            model.encode_image(xs[:4])
+            with Timer() as t: out[name] = model.encode_image(xs).float()
+            out[f'{name}_images_per_s'] = round(len(x) / t.seconds, 1)
+    cos = torch.nn.functional.cosine_similarity(out.pop('float32'), out.pop('bfloat16'))
+    return out | dict(min_cosine=round(float(cos.min()), 5))
 
 def stage1_times(bi, index, queries):
     times = []
@@ -201,12 +238,65 @@ def bench_stage2(args, tmp, device):
     paths = jpeg_folder(tmp/'candidates', args.sizes['candidates']).paths   # decoded once, to fill the store
     return {arch: bench_stage2_arch(arch, args, tmp, device, paths) for arch in ('blip2', 'blip')}
 
+def time_engine(engine, cands, reps):
+    "Seconds of `reps` calls of the engine's stage 2 on `cands`, after a warm-up (which stores the ITC embeddings)"
+    engine.rerank(QUERY, cands)
+    times = []
+    for _ in range(reps):
+        with Timer(engine.cross_encoder.device) as t: engine.rerank(QUERY, cands)
+        times.append(t.seconds)
+    return times
+
+def bench_cascade_arch(arch, args, tmp, device, gallery, bi, index):
+    model, processor = load_arch(arch, torch.float32, args, tmp)
+    cands, rows = [(i, 0.0) for i in gallery.image_ids], []
+    for int8 in (False, True) if device.type == 'cpu' else (False,):
+        for store_kv in (True, False) if int8 else (False, True):   # int8 quantises in place: keys and values kept first
+            ce = wrap(model, processor, device, torch.float32, store_kv=store_kv, cpu_int8=int8)
+            fill_store(ce, gallery.paths)
+            for k in args.sizes['k_itms']:
+                config = SearchConfig(k1=len(cands), k2=min(10, len(cands)), k_itm=k, show_progress=False)
+                engine = HybridSearchEngine(bi, ce, index, gallery, config)
+                rows.append(dict(precision='int8' if int8 else 'float32', stored='keys+values' if store_kv else 'features',
+                                 k_itm=k, **percentiles(time_engine(engine, cands, args.sizes['reps']))))
+    f32 = {(r['stored'], r['k_itm']): r['p50_ms'] for r in rows if r['precision'] == 'float32'}
+    for r in rows: r['speedup_vs_float32'] = round(f32[r['stored'], r['k_itm']] / r['p50_ms'], 2)
+    return dict(candidates=len(cands), rows=rows)
+
+def bench_cascade(args, tmp, device):
+    rng = np.random.default_rng(3)
+    gallery = jpeg_folder(tmp/'candidates', args.sizes['candidates'])   # decoded once, to fill the store
+    bi = clip_model(args, tmp, device)
+    index = ImageIndex(bi.dim, 'flat', bi.model_id)
+    index.add(gallery.image_ids, unit(rng, len(gallery), bi.dim))
+    return {arch: bench_cascade_arch(arch, args, tmp, device, gallery, bi, index) for arch in ('blip2', 'blip')}
+
+def bench_itc_stage1(args, tmp, device):
+    s, rng, out = args.sizes, np.random.default_rng(4), {}
+    queries = (CAPTIONS * s['queries'])[:s['queries']]
+    for arch in ('blip', 'blip2'):
+        ce = wrap(*load_arch(arch, torch.float32, args, tmp), device, torch.float32)
+        per_image = getattr(ce.model.config, 'num_query_tokens', 1)
+        dim = ce.model.config.image_text_hidden_size
+        emb = torch.from_numpy(unit(rng, s['gallery'] * per_image, dim)).reshape(s['gallery'], per_image, dim)
+        index = ItcIndex([str(i) for i in range(s['gallery'])], emb.squeeze(1))   # the engine's stage 1 by ITC
+        search = lambda q: index.search(ce.itc_text_embeddings([q]).float().numpy(), 100)
+        search(queries[0])   # warm-up
+        times = []
+        for q in queries:
+            with Timer(device) as t: search(q)
+            times.append(t.seconds)
+        out[arch] = dict(gallery=s['gallery'], vectors_per_image=per_image, dim=dim, k=100, **percentiles(times))
+    return out
+
 class _StandInStore(FeatureStore):
-    "A store that has features for every image: one of a few random tensors of the real shape (e2e's 31k gallery)"
-    def __init__(self, pool): super().__init__(max_bytes=0, model_id='stand-in'); self.pool = pool
+    "A store that has features and ITC embeddings for every image: one of a few random tensors of the real shapes"
+    def __init__(self, pool, itc_pool):
+        super().__init__(max_bytes=0, model_id='stand-in'); self.pool,self.itc_pool = pool,itc_pool
     def get(self, key):
         self.hits += 1
-        return self.pool[hash(key) % len(self.pool)]
+        pool = self.itc_pool if key.endswith('|itc') else self.pool
+        return pool[hash(key) % len(pool)]
 
 def bench_e2e(args, tmp, device):
     s, rng = args.sizes, np.random.default_rng(1)
@@ -217,7 +307,9 @@ def bench_e2e(args, tmp, device):
     dtype = autocast_dtype(device) or torch.float32   # the engine's defaults: CUDA half, CPU float32, batch unset
     ce = CrossEncoder.from_model(*load_arch('blip2', dtype, args, tmp), device=device, dtype=dtype)
     vdtype = next(ce.model.vision_model.parameters()).dtype
-    ce.store = _StandInStore([torch.randn(*vision_shape(ce)).to(ce.device, vdtype) for _ in range(16)])
+    itc_shape = (ce.model.config.num_query_tokens, ce.model.config.image_text_hidden_size)
+    ce.store = _StandInStore([torch.randn(*vision_shape(ce)).to(ce.device, vdtype) for _ in range(16)],
+                             [torch.nn.functional.normalize(torch.randn(*itc_shape), dim=-1) for _ in range(16)])
     engine = HybridSearchEngine(bi, ce, index, gallery, SearchConfig(k1=100, k2=10, show_progress=False))
     queries = (CAPTIONS * s['e2e_queries'])[:s['e2e_queries']]
     engine.text_to_image_hybrid_search(queries[0])   # warm-up
@@ -228,13 +320,23 @@ def bench_e2e(args, tmp, device):
         times.append(t.seconds); stage1.append(r.stage1_s); stage2.append(r.stage2_s)
     batch = (CAPTIONS * s['batch_queries'])[:s['batch_queries']]
     with Timer(device) as tb: engine.batch_text_to_image_search(batch)
-    return dict(gallery=len(gallery), k1=100, k2=10, cross_encoder='blip2', dtype=str(ce.dtype).removeprefix('torch.'),
+    return dict(gallery=len(gallery), k1=100, k2=10, k_itm=engine.config.k_itm, cross_encoder='blip2',
+                dtype=str(ce.dtype).removeprefix('torch.'),
                 query=percentiles(times), stage1=percentiles(stage1), stage2=percentiles(stage2), batch_queries=len(batch),
                 queries_per_s=round(len(batch) / tb.seconds, 2), cuda_peak_mb=cuda_peak(device))
 
-SECTIONS = dict(embed=bench_embed, stage1=bench_stage1, stage2=bench_stage2, e2e=bench_e2e)
+SECTIONS = dict(embed=bench_embed, stage1=bench_stage1, stage2=bench_stage2, cascade=bench_cascade,
+                itc_stage1=bench_itc_stage1, e2e=bench_e2e)
 
 def ms(x): return f"{x['p50_ms']:,.1f} / {x['p95_ms']:,.1f}"
+
+ARCHS = (('blip2', 'BLIP-2'), ('blip', 'BLIP'))
+
+def per_arch(r, section):
+    "(architecture's name, its results, one row) for every row of `section`, BLIP-2 first"
+    for arch, name in ARCHS:
+        st = r.get(section, {}).get(arch) or {}
+        for row in st.get('rows', []): yield name, st, row
 
 def table(r)->str:
     "The markdown table of one suite run"
@@ -244,23 +346,37 @@ def table(r)->str:
     if 'embed' in r:
         e = r['embed']; add('CLIP ViT-B-32 embedding (JPEG decoding included)', f"{e['images_per_s']:,.0f} images/s",
                             f"batch {e['best_batch']}")
+        if 'decode' in e:
+            d = e['decode']
+            add('JPEG decode + resize to 224 px, per image: PIL / torchvision decode_jpeg', f"{d['pil_ms']} / "
+                f"{d['decode_jpeg_ms']} ms", '32 JPEGs, 500x375')
+        if 'bfloat16_images_per_s' in e.get('tower', {}):
+            w = e['tower']
+            add('CLIP image tower alone: float32 / bfloat16 weights', f"{w['float32_images_per_s']} / "
+                f"{w['bfloat16_images_per_s']} images/s", f"cosine of the embeddings >= {w['min_cosine']}")
     if 'stage1' in r:
         s1 = r['stage1']
         add(f"stage 1: text + FAISS flat, {s1['flat']['n']:,} images, p50 / p95", f"{ms(s1['flat'])} ms", 'k1 = 100')
         add(f"stage 1: text + FAISS IVF-flat, {s1['ivf']['n']:,} vectors, p50 / p95", f"{ms(s1['ivf'])} ms",
             f"nprobe {s1['ivf']['nprobe']} of {s1['ivf']['nlist']}")
-    for arch, name in (('blip2', 'BLIP-2 ITM'), ('blip', 'BLIP ITM')):
-        if arch not in r.get('stage2', {}): continue
-        st = r['stage2'][arch]
-        for row in st['rows']:
-            add(f"stage 2: {name}, {st['candidates']} candidates, {row['dtype']}, batch {row['batch']}, stored "
-                f"{row['stored']}, p50 / p95", f"{ms(row)} ms", f"{row['speedup']}× batch 4, the first version's")
-        if 'bfloat16_emulated_slowdown' in st:
-            slower = st['bfloat16_emulated_slowdown']
-            add(f"stage 2: {name} in bfloat16", 'not run', f"emulated on this CPU: {slower}× slower than float32 (8 pairs)")
+    for name, st, row in per_arch(r, 'stage2'):
+        add(f"stage 2: {name} ITM, {st['candidates']} candidates, {row['dtype']}, batch {row['batch']}, stored "
+            f"{row['stored']}, p50 / p95", f"{ms(row)} ms", f"{row['speedup']}× batch 4, the first version's")
+    for arch, name in ARCHS:
+        if slower := r.get('stage2', {}).get(arch, {}).get('bfloat16_emulated_slowdown'):
+            add(f"stage 2: {name} ITM in bfloat16", 'not run', f"emulated on this CPU: {slower}× slower than float32 (8 pairs)")
+    for name, st, row in per_arch(r, 'cascade'):
+        add(f"stage 2 cascade: {name}, ITC on {st['candidates']} -> ITM on {row['k_itm']}, {row['precision']}, stored "
+            f"{row['stored']}, p50 / p95", f"{ms(row)} ms", f"{row['speedup_vs_float32']}× float32")
+    for arch, name in (('blip', 'BLIP'), ('blip2', 'BLIP-2')):
+        if arch not in r.get('itc_stage1', {}): continue
+        it = r['itc_stage1'][arch]
+        add(f"ITC as stage 1: {name}, {it['gallery']:,} images x {it['vectors_per_image']} vectors, p50 / p95",
+            f"{ms(it)} ms", f"k = {it['k']}, text pass included")
     if 'e2e' in r:
         e = r['e2e']
-        add(f"text query end to end ({e['gallery']:,} images, k1 100 -> k2 10, BLIP-2, {e['dtype']}), p50 / p95",
+        cascade = f", ITM on {e['k_itm']}" if e.get('k_itm') else ''
+        add(f"text query end to end ({e['gallery']:,} images, k1 100{cascade} -> k2 10, BLIP-2, {e['dtype']}), p50 / p95",
             f"{ms(e['query'])} ms", f"stage 2: {ms(e['stage2'])} ms")
         add(f"batched text queries ({e['batch_queries']} at once)", f"{e['queries_per_s']} queries/s", '')
     cuda = f"CUDA peak {r['cuda_peak_mb']} MB" if r['cuda_peak_mb'] else ''

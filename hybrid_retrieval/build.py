@@ -51,7 +51,7 @@ def load_cross_encoder(config:HybridConfig, dataset:ImageDataset|None=None)->Cro
     if not c.show_progress: transformers.utils.logging.disable_progress_bar()
     return CrossEncoder(c.cross_model, c.backend, dtype=None if c.half_precision else torch.float32,
                         batch_size=c.cross_batch_size, features_dir=c.features_dir, dataset=dataset,
-                        store_kv=c.store_kv, cpu_bf16=c.cpu_bf16,
+                        store_kv=c.store_kv, cpu_bf16=c.cpu_bf16, cpu_int8=c.cpu_int8,
                         device_store_bytes=c.device_store_mb and c.device_store_mb * 2**20, **_runtime(config))
 
 # %% ../nbs/06a_build.ipynb #03fb4847

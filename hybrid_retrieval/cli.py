@@ -157,14 +157,17 @@ def _filters(items:list[str])->dict|None:
 
 # %% ../nbs/11_cli.ipynb #a33e0467
 def _table(response:SearchResponse, explain:bool)->str:
-    from hybrid_retrieval.hybrid_search import explain_results
+    from hybrid_retrieval.explain import explain_results
     r = response
     head = (f"{r.query_type} query {r.query!r}: {len(r.results)} results from {len(r.candidates)} candidates in "
             f"{r.total_s*1000:.0f} ms (stage 1 {r.stage1_s*1000:.0f} ms, stage 2 {r.stage2_s*1000:.0f} ms)")
     if response.fallback: head += f"\nstage 2 did not run ({response.fallback_reason}): CLIP ranking"
+    if response.k_itm: head += f"\nITM re-scored the {response.k_itm} best of the {len(r.candidates)} by ITC"
+    if response.stage1 == 'itc': head += "\nstage 1 by the cross-encoder's ITC: stage1_rank and stage1_score are ITC's"
     rows = explain_results(response)
-    if not explain: rows = [{k: r[k] for k in ('rank', 'image_id', 'score', 'stage1_rank', 'stage1_score',
-                                               'stage2_score')} for r in rows]
+    cols = ('rank', 'image_id', 'score', 'stage1_rank', 'stage1_score', 'stage2_score')
+    cols += ('itc_rank', 'placed_by') if response.k_itm else ()
+    if not explain: rows = [{k: r[k] for k in cols} for r in rows]
     return head + '\n' + format_table(rows)
 
 # %% ../nbs/11_cli.ipynb #940d34c2
@@ -257,7 +260,7 @@ def _eval_args(args, config:HybridConfig)->tuple:
     fusions = _csv_list(args.fusion_sweep) if args.fusion_sweep else (config.fusion,)
     methods, directions = _csv_list(args.methods), _csv_list(args.directions)
     eval_variants(methods, directions, k1s, fusions, config.cross_model)   # the model's name stands in for the model
-    for flag,n in (('--queries', args.queries), ('--max-cross-pairs', args.max_cross_pairs)):
+    for flag,n in (('--queries', args.queries), ('--max-cross-pairs', args.max_cross_pairs), ('--k-test', args.k_test)):
         if n is not None: check_positive_int(n, flag)
     if args.output: report_files(args.output, overwrite=args.force)
     return methods, directions, k1s, fusions
@@ -280,11 +283,11 @@ def cmd_eval(args):
                                        f"index at {path}")
         dataset, index = load_gallery(path), ImageIndex.load(path)
     bi = load_bi_encoder(config)
-    ce = load_cross_encoder(config) if set(methods) & {'hybrid', 'cross'} else None
+    ce = load_cross_encoder(config) if set(methods) & {'hybrid', 'cross', 'lavis'} else None
     split = None if args.eval_split == 'all' else args.eval_split
     report = evaluate(bi, ce, dataset, split, methods, directions, k1s, fusions,
                       args.queries, args.seed, args.max_cross_pairs, index, config.show_progress,
-                      config_dict(config))
+                      config_dict(config), k_itm=config.k_itm, k_test=args.k_test)
     _emit(args.format, report, report_table(report))
     if args.output:
         files = save_report(report, args.output, overwrite=args.force)

@@ -110,7 +110,8 @@ def _eval_parser(sub, common):
     ev.add_argument('--split', dest='eval_split', default='test',
                     help="split to evaluate (default: test; 'all' for the whole dataset)")
     ev.add_argument('--methods', default='clip,hybrid',
-                    help='comma-separated: clip, hybrid, cross (default: clip,hybrid)')
+                    help="comma-separated: clip, hybrid, cross, lavis (LAVIS's protocol: ITC over the gallery, ITM on "
+                         "its top --k-test) (default: clip,hybrid)")
     ev.add_argument('--directions', default='t2i,i2t', help='comma-separated: t2i, i2t (default: both)')
     ev.add_argument('--k1', dest='k1_sweep',
                     help='stage-1 candidates for hybrid; comma-separated values sweep (e.g. 50,100,200)')
@@ -120,6 +121,8 @@ def _eval_parser(sub, common):
     ev.add_argument('--seed', type=int, default=0, help='seed of the query subset')
     ev.add_argument('--max-cross-pairs', type=int, default=100_000,
                     help="refuse 'cross' above this many pairs (default 100,000)")
+    ev.add_argument('--k-test', type=int, default=128, help="'lavis': the ITC shortlist ITM re-scores (default 128, "
+                                                            "LAVIS's)")
     _format_flag(ev, 'the report is')
     ev.add_argument('--output', help='write the JSON report here, with a .csv table and a .png figure beside it')
     ev.add_argument('--force', action='store_true', help='replace an existing .csv / .png beside --output')

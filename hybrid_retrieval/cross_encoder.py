@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from transformers import (AutoConfig, AutoProcessor, BlipForImageTextRetrieval, Blip2ForImageTextRetrieval,
                           Blip2ForConditionalGeneration)
 from .core import display_id, check_text, check_positive_int
-from .device import default_device, half_dtype
+from .device import default_device, half_dtype, quantize_int8_
 from .images import load_image, to_rgb
 from .data import ImageDataset
 from .feature_store import FeatureStore, image_key
@@ -23,7 +23,7 @@ from .batching import Batcher
 from .hub import load_pretrained
 
 # %% auto #0
-__all__ = ['log', 'BACKENDS', 'SCORE_KINDS', 'detect_backend', 'CrossEncoder']
+__all__ = ['log', 'BACKENDS', 'SCORE_KINDS', 'detect_backend', 'CrossEncoder', 'itc_similarity']
 
 # %% ../nbs/04_cross_encoder.ipynb #38b179b3
 log = logging.getLogger(__name__)
@@ -74,10 +74,14 @@ class CrossEncoder:
                  retries:int=3,                  # attempts for transient hub errors
                  store_kv:bool=False,            # ITM: also store each image's cross-attention keys and values
                  device_store_bytes:int|None=None, # keep stored features on `device`, up to this many bytes
-                 cpu_bf16:bool=False):           # dtype None on a CPU with native bfloat16: use it
+                 cpu_bf16:bool=False,            # dtype None on a CPU with native bfloat16: use it
+                 cpu_int8:bool=False):           # on a CPU: the text-image pass's linear layers in dynamic int8
         for name,v in (('batch_size', batch_size), ('image_batch_size', image_batch_size)):
             if v is not None: check_positive_int(v, name)   # None: sized by memory; 0 would never advance
+        if cpu_int8 and (cpu_bf16 or dtype not in (None, torch.float32)):
+            raise ValueError('cpu_int8 quantises a float32 model: it cannot be combined with cpu_bf16 or another dtype')
         self.model_id,self.device = str(model_id),default_device(device)
+        self.cpu_int8 = cpu_int8 and self.device.type == 'cpu'   # CUDA runs half precision instead
         half = half_dtype(self.device) if self.device.type == 'cuda' or cpu_bf16 else None
         self.dtype = dtype or half or torch.float32
         self.batch_size,self.image_batch_size = batch_size,image_batch_size
@@ -98,6 +102,9 @@ class CrossEncoder:
     def _setup(self, model, processor, backend):
         if backend.startswith('blip2'): _qformer_dtype(model, self.dtype)
         self.backend,self.model = backend,model.to(self.device).eval()
+        if self.cpu_int8 and backend == 'blip2-generative': raise ValueError('cpu_int8 needs an ITM backend')
+        if self.cpu_int8: quantize_int8_(model.text_encoder if backend == 'blip-itm' else model.qformer,
+                                         _cross_kv(model, backend) if self.store_kv else ())   # stored k, v stay exact
         self.processor,self.tokenizer = processor,processor.tokenizer
         self.vision_width = model.config.vision_config.hidden_size
         self.enc_token_id = self._find_enc_token() if backend == 'blip-itm' and self.use_enc_token else None
@@ -115,9 +122,9 @@ class CrossEncoder:
     @property
     def score_kinds(self)->tuple[str,...]: return SCORE_KINDS[self.backend]
     def __repr__(self):
-        dtype = str(self.dtype).removeprefix('torch.')
+        extra = (", store_kv=True" if self.store_kv else '') + (", int8" if self.cpu_int8 else '')
         return (f"CrossEncoder({display_id(self.model_id)!r}, backend={self.backend!r}, device={str(self.device)!r}, "
-                f"dtype={dtype}" + (", store_kv=True" if self.store_kv else '') + ')')
+                f"dtype={str(self.dtype).removeprefix('torch.')}{extra})")
 
 # %% ../nbs/04_cross_encoder.ipynb #aacda441
 @patch
@@ -343,6 +350,19 @@ def itc_scores(self:CrossEncoder, texts:list[str], images:list)->np.ndarray:
     img = torch.stack([e.to(txt.device, txt.dtype) for e in self.itc_image_embeddings(images)])
     if img.ndim == 2: return (img * txt).sum(-1).float().numpy()
     return (img @ txt.unsqueeze(-1)).squeeze(-1).max(dim=1).values.float().numpy()   # BLIP-2: the best query
+
+# %% ../nbs/04_cross_encoder.ipynb #e04c0008
+def itc_similarity(txt:torch.Tensor, img:torch.Tensor, chunk:int=256)->np.ndarray:
+    "ITC of texts (t, dim) with images (i, dim), or BLIP-2's (i, queries, dim) by their best query: (t, i) float32"
+    img = img.to(txt.dtype)
+    if img.ndim == 2: return (txt @ img.T).float().numpy()
+    return torch.cat([torch.einsum('td,iqd->tiq', txt[s:s + chunk], img).amax(-1)
+                      for s in range(0, len(txt), chunk)]).float().numpy()
+
+@patch
+def itc_matrix(self:CrossEncoder, texts:list[str], images:list, chunk:int=256)->np.ndarray:
+    "ITC scores of every text against every image, (len(texts), len(images)) float32"
+    return itc_similarity(self.itc_text_embeddings(texts), torch.stack(self.itc_image_embeddings(images)), chunk)
 
 # %% ../nbs/04_cross_encoder.ipynb #2becc200
 @patch

@@ -6,15 +6,15 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/device.html.md"""
 
 # %% ../nbs/00b_device.ipynb #e00b0003
 from __future__ import annotations
-import os, re, time
+import os, re, time, warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 from .core import check_positive_int
 if TYPE_CHECKING: import torch   # annotations only: the functions import it when called
 
 # %% auto #0
-__all__ = ['BF16_CPU_FLAGS', 'default_device', 'autocast_dtype', 'cpu_has_bf16', 'half_dtype', 'Timer', 'unit_scale_',
-           'usable_cores', 'set_threads']
+__all__ = ['BF16_CPU_FLAGS', 'default_device', 'autocast_dtype', 'cpu_has_bf16', 'half_dtype', 'quantize_int8_', 'Timer',
+           'unit_scale_', 'usable_cores', 'set_threads']
 
 # %% ../nbs/00b_device.ipynb #a0966b24
 def default_device(device:str|torch.device|None=None # 'cuda', 'cuda:1', 'cpu'; None picks the best available
@@ -54,6 +54,16 @@ def half_dtype(device:str|torch.device)->torch.dtype|None:
     device = torch.device(device)
     if device.type == 'cuda': return autocast_dtype(device)
     return torch.bfloat16 if device.type == 'cpu' and cpu_has_bf16() else None
+
+# %% ../nbs/00b_device.ipynb #e00b1002
+def quantize_int8_(module:torch.nn.Module, skip:tuple=())->torch.nn.Module:
+    "Dynamic int8 (torch.ao) for `module`'s linear layers, but those in `skip`, in place: a CPU inference path"
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+    names = {n for n,m in module.named_modules() if isinstance(m, torch.nn.Linear) and not any(m is s for s in skip)}
+    with warnings.catch_warnings():   # deprecated in favour of torchao, which measures slower on CPU: see above
+        warnings.filterwarnings('ignore', message='.*(torch.ao.quantization is deprecated|quantized tensor creation)')
+        return quantize_dynamic(module, names, dtype=torch.qint8, inplace=True)
 
 # %% ../nbs/00b_device.ipynb #53769f06
 class Timer:

@@ -23,8 +23,8 @@ from .hybrid_search import HybridSearchEngine, SearchConfig, fused_order
 
 # %% auto #0
 __all__ = ['log', 'METHODS', 'DIRECTIONS', 'rank_matrix', 'retrieval_metrics', 'latency_stats', 'peak_rss_mb', 'EvalSet',
-           'prepare_eval_set', 'eval_variants', 'evaluate', 'report_rows', 'report_table', 'recall_latency_figure',
-           'report_files', 'save_report']
+           'prepare_eval_set', 'lavis_scores', 'eval_variants', 'evaluate', 'report_rows', 'report_table',
+           'recall_latency_figure', 'report_files', 'save_report']
 
 # %% ../nbs/07_evaluation.ipynb #8e1d4737
 log = logging.getLogger(__name__)
@@ -82,6 +82,15 @@ class EvalSet:
     t2i_queries:list[int]               # caption indices used as queries
     i2t_queries:list[int]               # image indices used as queries
 
+    def queries(self, direction:str)->list[int]:
+        "The queries of `direction`: caption positions ('t2i') or image positions ('i2t')"
+        return self.t2i_queries if direction == 't2i' else self.i2t_queries
+
+    def relevant(self, direction:str)->list[set[int]]:
+        "Per query of `direction`, the gallery positions that answer it"
+        if direction == 't2i': return [{int(self.caption_image[q])} for q in self.t2i_queries]
+        return [set(np.flatnonzero(self.caption_image == q).tolist()) for q in self.i2t_queries]
+
     @functools.cached_property
     def paths(self)->list[Path]:
         "Image files, aligned with `image_ids`"
@@ -138,9 +147,11 @@ def _order_scores(order:np.ndarray)->np.ndarray:
     return s
 
 # %% ../nbs/07_evaluation.ipynb #2e0cded1
-def _engine(es:EvalSet, bi:BiEncoder, ce:CrossEncoder|None, k1:int|None, fusion:str|None)->HybridSearchEngine:
-    "An engine over the evaluated images with one variant's `k1` and fusion (`rerank` ranks all candidates: k2 unused)"
-    config = SearchConfig(k1=k1 or len(es.image_ids), k2=1, fusion=fusion or 'replace', show_progress=False)
+def _engine(es:EvalSet, bi:BiEncoder, ce:CrossEncoder|None, k1:int|None, fusion:str|None,
+            k_itm:int|None=None)->HybridSearchEngine:
+    "An engine over the evaluated images with one variant's `k1`, fusion and `k_itm` (`rerank` ranks all: k2 unused)"
+    config = SearchConfig(k1=k1 or len(es.image_ids), k2=1, fusion=fusion or 'replace', k_itm=k_itm,
+                          show_progress=False)
     return HybridSearchEngine(bi, ce, es.image_index, es.dataset, config)
 
 # %% ../nbs/07_evaluation.ipynb #faf22e21
@@ -152,7 +163,7 @@ def _stage2_row(engine:HybridSearchEngine, es:EvalSet, t2i:bool, q:int, cand:np.
         return _order_scores(_complete([es.positions[r.image_id] for r in ranked], clip_order))
     if t2i: texts, images = [es.captions[q]] * len(cand), [es.paths[i] for i in cand]
     else: texts, images = [es.captions[i] for i in cand], [es.paths[q]] * len(cand)
-    cross, itc = engine.pair_scores(texts, images)
+    cross, itc = engine.pair_scores(texts, images)[0]
     if method == 'cross':
         row = np.full(len(clip_scores), -np.inf); row[cand] = cross
         return row
@@ -161,10 +172,11 @@ def _stage2_row(engine:HybridSearchEngine, es:EvalSet, t2i:bool, q:int, cand:np.
 
 # %% ../nbs/07_evaluation.ipynb #8f056a89
 def _run_method(es:EvalSet, direction:str, method:str, engine:HybridSearchEngine,
-                show_progress:bool)->tuple[np.ndarray, list[float], list[float]]:
+                show_progress:bool, k_test:int=128)->tuple[np.ndarray, list[float], list[float]]:
     "Score rows for every query of one direction with one method, and per-query stage latencies"
-    t2i, bi = direction == 't2i', engine.bi_encoder
-    queries = es.t2i_queries if t2i else es.i2t_queries
+    t2i, bi, queries = direction == 't2i', engine.bi_encoder, es.queries(direction)
+    if method == 'lavis': return lavis_scores(engine.cross_encoder, es.captions, es.paths, direction, queries, k_test,
+                                              show_progress)
     index = es.image_index if t2i else es.caption_index
     position = es.positions.__getitem__ if t2i else int
     k1 = min(engine.config.k1, len(index))
@@ -183,8 +195,28 @@ def _run_method(es:EvalSet, direction:str, method:str, engine:HybridSearchEngine
         rows.append(row); s1.append(t1.seconds); s2.append(t2.seconds)
     return np.stack(rows), s1, s2
 
+# %% ../nbs/07_evaluation.ipynb #e07a0002
+def lavis_scores(cross_encoder:CrossEncoder, captions:list[str], images:list, direction:str='t2i',
+                 queries:list[int]|None=None, # rows to compute (caption positions for t2i, image positions for i2t)
+                 k_test:int=128, show_progress:bool=False)->tuple[np.ndarray, list[float], list[float]]:
+    "LAVIS's scores, a row per query: ITM logit + ITC on the ITC top `k_test`, -100 elsewhere; ITC and ITM seconds"
+    ce, t2i = cross_encoder, direction == 't2i'
+    queries = list(range(len(captions if t2i else images))) if queries is None else list(queries)
+    with Timer(ce.device) as t1:
+        sims = (ce.itc_matrix([captions[q] for q in queries], images) if t2i
+                else ce.itc_matrix(captions, [images[q] for q in queries]).T)
+    rows, s2 = np.full(sims.shape, -100.0), []
+    for n,q in enumerate(tqdm(queries, desc=f'lavis {direction}', disable=not show_progress)):
+        with Timer(ce.device) as t2:
+            top = np.argsort(-sims[n], kind='stable')[:k_test]
+            texts, imgs = (([captions[q]] * len(top), [images[i] for i in top]) if t2i
+                           else ([captions[i] for i in top], [images[q]] * len(top)))
+            rows[n, top] = ce.score_pairs(texts, imgs, 'itm_logit') + sims[n, top]
+        s2.append(t2.seconds)
+    return rows, [t1.seconds / max(1, len(queries))] * len(queries), s2
+
 # %% ../nbs/07_evaluation.ipynb #36abf7ca
-METHODS, DIRECTIONS = ('clip', 'hybrid', 'cross'), ('t2i', 'i2t')
+METHODS, DIRECTIONS = ('clip', 'hybrid', 'cross', 'lavis'), ('t2i', 'i2t')
 
 def eval_variants(methods, directions, k1s, fusions, cross_encoder)->list[tuple]:
     "(method, k1, fusion) per variant to evaluate, after checking every argument"
@@ -193,17 +225,21 @@ def eval_variants(methods, directions, k1s, fusions, cross_encoder)->list[tuple]
     bad = [f for f in fusions if f not in FUSIONS]
     if bad: raise ValueError(f"invalid sweep value {bad[0]!r}: fusions are {FUSIONS}")
     for k in k1s: check_positive_int(k, 'k1')
-    if set(methods) & {'hybrid', 'cross'} and cross_encoder is None:
-        raise ValueError("methods 'hybrid' and 'cross' need a cross-encoder")
+    if set(methods) & {'hybrid', 'cross', 'lavis'} and cross_encoder is None:
+        raise ValueError("methods 'hybrid', 'cross' and 'lavis' need a cross-encoder")
+    if 'lavis' in methods and 'itc' not in getattr(cross_encoder, 'score_kinds', ('itc',)):   # a name: checked on load
+        raise ValueError(f"method 'lavis' needs a cross-encoder with an ITC head (blip-itm, blip2-itm), not "
+                         f"{cross_encoder.backend!r}")
     hybrid = [('hybrid', k, f) for k in k1s for f in fusions]
     return ([('clip', None, None)] * ('clip' in methods) + hybrid * ('hybrid' in methods)
-            + [('cross', None, None)] * ('cross' in methods))
+            + [('cross', None, None)] * ('cross' in methods) + [('lavis', None, None)] * ('lavis' in methods))
 
 # %% ../nbs/07_evaluation.ipynb #e2135068
-def _result(name, d, k1, fusion, n_q, n_g, metrics, s1, s2, wall_s)->dict:
+def _result(name, d, k1, fusion, n_q, n_g, metrics, s1, s2, wall_s, **extra)->dict:
     latency = dict(stage1=latency_stats(s1), stage2=latency_stats(s2), total=latency_stats(np.add(s1, s2)))
     cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    return dict(method=name, direction=d, k1=k1 and min(k1, n_g), fusion=fusion, queries=n_q, gallery=n_g, **metrics,
+    return dict(method=name, direction=d, k1=k1 and min(k1, n_g), fusion=fusion, queries=n_q, gallery=n_g, **extra,
+                **metrics,
                 latency_ms=latency, throughput_qps=n_q / wall_s, peak_rss_mb=peak_rss_mb(), cuda_peak_mb=cuda_peak)
 
 # %% ../nbs/07_evaluation.ipynb #4f1bb041
@@ -221,10 +257,17 @@ def _check_cross_pairs(methods, directions, n_q:dict, n_g:dict, max_cross_pairs:
                                    "(--max-cross-pairs)")
     print(f"cross-encoder over the whole gallery: {pairs:,} pairs", file=sys.stderr)   # stdout stays clean for JSON
 
+# %% ../nbs/07_evaluation.ipynb #e07a0003
+def _precompute(ce:CrossEncoder|None, es:EvalSet, methods, k_itm:int|None):
+    "Store every gallery image's vision features (and ITC embeddings, where ITC runs) before any query is timed"
+    if ce is None or not set(methods) & {'hybrid', 'cross', 'lavis'}: return
+    ce.image_features(es.paths)
+    if 'itc' in ce.score_kinds and ('lavis' in methods or k_itm is not None): ce.itc_image_embeddings(es.paths)
+
 # %% ../nbs/07_evaluation.ipynb #39d3beb9
 def evaluate(bi_encoder:BiEncoder, cross_encoder:CrossEncoder|None, dataset:ImageDataset,
              split:str|None='test',                 # Karpathy split to evaluate; None: the whole dataset
-             methods:tuple=('clip', 'hybrid'),      # any of 'clip', 'hybrid', 'cross'
+             methods:tuple=('clip', 'hybrid'),      # any of 'clip', 'hybrid', 'cross', 'lavis'
              directions:tuple=('t2i', 'i2t'),       # text->image and/or image->text
              k1s:tuple=(100,),                      # stage-1 candidates for 'hybrid' (a sweep if several)
              fusions:tuple=('replace',),            # fusion modes for 'hybrid' (a sweep if several)
@@ -233,27 +276,27 @@ def evaluate(bi_encoder:BiEncoder, cross_encoder:CrossEncoder|None, dataset:Imag
              max_cross_pairs:int=100_000,           # refuse 'cross' above this many (query, item) pairs
              index:ImageIndex|None=None,            # reuse this index's CLIP image embeddings when it covers the split
              show_progress:bool=True,
-             config:dict|None=None)->dict:          # the configuration to record in the report
+             config:dict|None=None,                 # the configuration to record in the report
+             k_itm:int|None=None,                   # 'hybrid': ITM on the ITC best k_itm of the k1; None: all k1
+             k_test:int=128)->dict:                 # 'lavis': the ITC shortlist ITM re-scores
     "Evaluate CLIP-only, hybrid and cross-encoder-only retrieval; returns the report (JSON-ready)"
     variants = eval_variants(methods, directions, k1s, fusions, cross_encoder)
     with Timer() as t_prep: es = prepare_eval_set(bi_encoder, dataset, split, queries, seed, index)
     n_q = {'t2i': len(es.t2i_queries), 'i2t': len(es.i2t_queries)}
     n_g = {'t2i': len(es.image_ids), 'i2t': len(es.captions)}
     _check_cross_pairs(methods, directions, n_q, n_g, max_cross_pairs)
-    with Timer() as t_feat:
-        if cross_encoder is not None and set(methods) & {'hybrid', 'cross'}:
-            cross_encoder.image_features(es.paths)
+    with Timer() as t_feat: _precompute(cross_encoder, es, methods, k_itm)
     results = []
     for method, k1, fusion in variants:
         name = method if method != 'hybrid' or (len(k1s) == 1 and len(fusions) == 1) else f'hybrid[k1={k1},{fusion}]'
-        engine = _engine(es, bi_encoder, cross_encoder if method != 'clip' else None, k1, fusion)
+        engine = _engine(es, bi_encoder, cross_encoder if method != 'clip' else None, k1, fusion,
+                         k_itm if method == 'hybrid' else None)
+        extra = dict(k_itm=k_itm) if method == 'hybrid' else dict(k_test=k_test) if method == 'lavis' else {}
         for d in directions:
             if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
-            relevant = ([{int(es.caption_image[q])} for q in es.t2i_queries] if d == 't2i'
-                        else [set(np.flatnonzero(es.caption_image == q).tolist()) for q in es.i2t_queries])
-            with Timer() as wall: scores, s1, s2 = _run_method(es, d, method, engine, show_progress)
-            metrics = retrieval_metrics(scores, relevant)
-            results.append(_result(name, d, k1, fusion, n_q[d], n_g[d], metrics, s1, s2, wall.seconds))
+            with Timer() as wall: scores, s1, s2 = _run_method(es, d, method, engine, show_progress, k_test)
+            metrics = retrieval_metrics(scores, es.relevant(d))
+            results.append(_result(name, d, k1, fusion, n_q[d], n_g[d], metrics, s1, s2, wall.seconds, **extra))
     return dict(results=results, dataset=es.dataset.name, split=split, n_images=len(es.image_ids),
                 n_captions=len(es.captions), queries=queries, seed=seed, bi_encoder=bi_encoder.model_id,
                 cross_encoder=getattr(cross_encoder, 'model_id', None),

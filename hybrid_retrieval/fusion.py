@@ -10,7 +10,7 @@ import numpy as np
 from .core import FUSIONS
 
 # %% auto #0
-__all__ = ['minmax', 'ranks', 'fuse_scores', 'mmr_select']
+__all__ = ['minmax', 'ranks', 'fuse_scores', 'shortlist', 'cascade_order', 'mmr_select']
 
 # %% ../nbs/04b_fusion.ipynb #da2a7323
 def minmax(x:np.ndarray)->np.ndarray:
@@ -39,6 +39,31 @@ def fuse_scores(clip:np.ndarray, cross:np.ndarray, method:str='replace', alpha:f
         parts = {'itm_logit': cross, 'itc': np.asarray(itc, np.float64)}
     else: raise ValueError(f"fusion must be one of {FUSIONS}, got {method!r}")
     return sum(parts.values()), parts
+
+# %% ../nbs/04b_fusion.ipynb #e04b1002
+def shortlist(scores:np.ndarray, k:int|None)->np.ndarray:
+    "Positions of the `k` best `scores` in their given order (ties: the earlier first); all when `k` is None or >= n"
+    if k is None or k >= len(scores): return np.arange(len(scores))
+    return np.sort(np.argsort(-np.asarray(scores), kind='stable')[:k])
+
+# %% ../nbs/04b_fusion.ipynb #e04b1005
+def cascade_order(clip:np.ndarray, cross:np.ndarray, method:str='replace', alpha:float=0.5, rrf_k:int=60,
+                  itc:np.ndarray|None=None)->tuple[np.ndarray, np.ndarray, dict[str,np.ndarray]]:
+    "Order, final scores and parts (NaN: took no part): re-scored candidates fused, then the rest (`cross` NaN) by ITC"
+    clip, cross = np.asarray(clip, np.float64), np.asarray(cross, np.float64)
+    done, rest = np.flatnonzero(~np.isnan(cross)), np.flatnonzero(np.isnan(cross))
+    if len(rest) and itc is None: raise ValueError('candidates past the ITM shortlist need their ITC scores')
+    itc = None if itc is None else np.asarray(itc, np.float64)
+    fused, parts = fuse_scores(clip[done], cross[done], method, alpha, rrf_k, None if itc is None else itc[done])
+    def spread(v):
+        out = np.full(len(clip), np.nan); out[done] = v
+        return out
+    final, parts = spread(fused), {k: spread(v) for k,v in parts.items()}
+    if len(rest):
+        final[rest] = itc[rest]
+        parts.setdefault('itc', np.full(len(clip), np.nan))[rest] = itc[rest]
+        rest = rest[np.argsort(-itc[rest], kind='stable')]
+    return np.concatenate([done[np.argsort(-fused, kind='stable')], rest]), final, parts
 
 # %% ../nbs/04b_fusion.ipynb #d4881ef7
 def mmr_select(relevance:np.ndarray, embeddings:np.ndarray, k:int, mmr_lambda:float)->tuple[list[int], list[float]]:

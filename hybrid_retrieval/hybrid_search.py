@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable
-import numpy as np
+import numpy as np, torch
 from PIL import Image
 from tqdm.auto import tqdm
 from fastcore.basics import patch
@@ -22,13 +22,13 @@ from .data import ImageDataset
 from .bi_encoder import BiEncoder
 from .index import ImageIndex, check_index_model
 from .feature_store import image_key
-from .cross_encoder import CrossEncoder
+from .cross_encoder import CrossEncoder, itc_similarity
 from .settings import SettingValues, check_k
-from .fusion import fuse_scores, mmr_select
+from .fusion import ranks, shortlist, cascade_order, mmr_select
 
 # %% auto #0
 __all__ = ['log', 'GROUP_PAIRS', 'SearchConfig', 'SearchResult', 'SearchResponse', 'make_filter', 'HybridSearchEngine',
-           'fused_order', 'explain_results', 'visualize_scores', 'result_grid']
+           'ItcIndex', 'fused_order']
 
 # %% ../nbs/05_hybrid_search.ipynb #f573bb5e
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ class SearchResult:
     stage2_score:float|None=None  # cross-encoder score; None when stage 2 did not run
     contributions:dict=field(default_factory=dict) # fusion parts
     mmr_penalty:float|None=None   # redundancy penalty paid under MMR
+    itc_rank:int|None=None        # rank among the stage-1 candidates by the cross-encoder's ITC, where it was computed
+    placed_by:str='cross'         # 'cross' (stage 2's fused score), 'itc' (past the ITM shortlist) or 'clip'
 
 # %% ../nbs/05_hybrid_search.ipynb #1951d11d
 @dataclass
@@ -69,6 +71,8 @@ class SearchResponse:
     fallback:bool=False           # True when stage 2 did not run and the ranking is CLIP's
     fallback_reason:str|None=None
     cached:bool=False             # served from the query cache
+    k_itm:int|None=None           # candidates the ITM head re-scored, when ITC shortlisted them (fewer than k1)
+    stage1:str='clip'             # what found the candidates: 'clip', or 'itc' (the cross-encoder's ITC)
 
     @property
     def total_s(self)->float: return self.stage1_s + self.stage2_s
@@ -118,7 +122,7 @@ class HybridSearchEngine:
         self.config = config or SearchConfig()
         if cross_encoder is not None and self.config.cross_batch_size is not None:
             cross_encoder.batch_size = self.config.cross_batch_size
-        self._cache,self._cache_state,self._missing = OrderedDict(),None,set()
+        self._cache,self._cache_state,self._missing,self._itc = OrderedDict(),None,set(),{}   # _itc: shared by variants
         self._no_stage2 = 'no cross-encoder configured'   # the fallback reason when stage 2 is absent
 
     def __repr__(self):
@@ -154,37 +158,81 @@ def _present(self:HybridSearchEngine, image_id:str)->bool:
 
 # %% ../nbs/05_hybrid_search.ipynb #9b3afd54
 @patch
-def _stage1(self:HybridSearchEngine, query_emb:np.ndarray, k1:int, filter=None)->list[list[tuple[str,float]]]:
-    "Top `k1` (image id, CLIP score) per query embedding, keeping only images that pass `filter` and still exist"
-    keep = make_filter(filter)
+def _stage1(self:HybridSearchEngine, query_emb:np.ndarray, k1:int, filter=None,
+            index=None)->list[list[tuple[str,float]]]:
+    "Top `k1` (image id, score) per query embedding in `index` (the CLIP index), keeping images that pass `filter`"
+    keep, index = make_filter(filter), self.index if index is None else index
     ok = lambda i: (keep is None or keep(self._meta(i))) and self._present(i)
     fetch = k1
     while True:
-        ids, scores = self.index.search(query_emb, fetch)
+        ids, scores = index.search(query_emb, fetch)
         out = [[(i, float(s)) for i,s in zip(row_i, row_s) if ok(i)][:k1] for row_i,row_s in zip(ids, scores)]
-        if fetch >= len(self.index) or all(len(o) >= k1 for o in out): return out
-        fetch = min(len(self.index), fetch * 4)
+        if fetch >= len(index) or all(len(o) >= k1 for o in out): return out
+        fetch = min(len(index), fetch * 4)
 
 # %% ../nbs/05_hybrid_search.ipynb #87cf4d58
 @patch
 def retrieve(self:HybridSearchEngine, query:str, k1:int=100, filter=None)->list[tuple[str,float]]:
-    "Stage 1 for one text query: the `k1` best (image id, CLIP score) pairs"
-    return self._stage1(self.bi_encoder.encode_text([query]), k1, filter)[0]
+    "Stage 1 for one text query: the `k1` best (image id, stage-1 score) pairs"
+    return self._text_stage1([query], k1, filter)[0]
+
+# %% ../nbs/05_hybrid_search.ipynb #c05i0002
+class ItcIndex:
+    "Every gallery image's ITC embedding(s), searched exactly by a query's ITC text embedding: stage 1 by the ITC head"
+    def __init__(self, ids:list[str], embeddings:torch.Tensor): # (images, dim), or BLIP-2's (images, queries, dim)
+        self.ids,self.embeddings = list(ids),embeddings.float()
+    def __len__(self): return len(self.ids)
+    def search(self, query_emb:np.ndarray, k:int)->tuple[list[list[str]], np.ndarray]:
+        "The `k` best images per ITC text embedding, best first: (ids, scores), as `ImageIndex.search` returns them"
+        scores = itc_similarity(torch.as_tensor(np.asarray(query_emb, np.float32)), self.embeddings)
+        top = np.argsort(-scores, axis=1, kind='stable')[:, :k]
+        return [[self.ids[j] for j in row] for row in top], np.take_along_axis(scores, top, 1)
+
+# %% ../nbs/05_hybrid_search.ipynb #c05i0004
+@patch
+def itc_index(self:HybridSearchEngine)->ItcIndex:
+    "The ITC embeddings of every indexed image (the cross-encoder's vision pass over the gallery, once per index state)"
+    ce = self.cross_encoder
+    if ce is None or 'itc' not in ce.score_kinds:
+        raise HybridRetrievalError("stage1 'itc' needs a cross-encoder with an ITC head (blip-itm, blip2-itm)")
+    state = (id(self.index), self.index.version, len(self.index), ce.model_id)
+    if self._itc.get('state') != state:
+        ids = [i for i in self.index.ids if self._present(i)]
+        embeddings = torch.stack(ce.itc_image_embeddings([self.dataset.path(i) for i in ids]))
+        self._itc.update(state=state, index=ItcIndex(ids, embeddings))
+    return self._itc['index']
+
+@patch
+def _text_stage1(self:HybridSearchEngine, texts:list[str], k1:int, filter=None)->list[list[tuple[str,float]]]:
+    "Stage 1 for text queries: CLIP + FAISS, or with `stage1='itc'` the cross-encoder's ITC over the gallery"
+    if self.config.stage1 != 'itc': return self._stage1(self.bi_encoder.encode_text(texts), k1, filter)
+    index = self.itc_index()
+    return self._stage1(self.cross_encoder.itc_text_embeddings(texts).float().numpy(), k1, filter, index)
 
 # %% ../nbs/05_hybrid_search.ipynb #569e1d02
 @patch
-def pair_scores(self:HybridSearchEngine, texts:list[str], images:list)->tuple[np.ndarray, np.ndarray|None]:
-    "Stage-2 scores of the pairs (texts[i], images[i]) under this engine's settings, and their ITC for 'sum' fusion"
+def pair_scores(self:HybridSearchEngine, texts:list[str], images:list,
+                sizes:list[int]|None=None)->list[tuple[np.ndarray, np.ndarray|None]]:
+    "Per group of pairs (`sizes`; None: one): stage-2 scores of (texts[i], images[i]), NaN past the ITM shortlist; ITC"
     ce, c = self.cross_encoder, self.config
-    if c.fusion == 'sum': return ce.score_pairs(texts, images, 'itm_logit'), ce.score_pairs(texts, images, 'itc')
-    return ce.score_pairs(texts, images, c.score_kind or ce.score_kinds[0]), None
+    sizes = [len(texts)] if sizes is None else list(sizes)
+    cuts = np.cumsum(sizes)[:-1]
+    cascade = c.k_itm is not None and 'itc' in ce.score_kinds and max(sizes) > c.k_itm
+    itc = (np.split(ce.score_pairs(texts, images, 'itc'), cuts) if cascade or c.fusion == 'sum'
+           else [None] * len(sizes))
+    at = [start + (shortlist(s, c.k_itm) if cascade else np.arange(n)) for start,n,s in zip(np.r_[0, cuts], sizes, itc)]
+    at = np.concatenate(at).astype(int)
+    kind = 'itm_logit' if c.fusion == 'sum' else c.score_kind or ce.score_kinds[0]
+    cross = np.full(len(texts), np.nan, np.float32)
+    cross[at] = ce.score_pairs([texts[j] for j in at], [images[j] for j in at], kind)
+    return list(zip(np.split(cross, cuts), itc))
 
 # %% ../nbs/05_hybrid_search.ipynb #5b3510fd
 @patch
 def _rescore(self:HybridSearchEngine, query, candidates:list[tuple[str,float]], query_type:str='text'):
     "Cross-encoder scores of the candidates (and ITC scores for 'sum' fusion)"
     paths = [self.dataset.path(i) for i,_ in candidates]
-    if query_type == 'text': return self.pair_scores([query] * len(paths), paths)
+    if query_type == 'text': return self.pair_scores([query] * len(paths), paths)[0]
     if self.config.fusion == 'sum': raise ValueError("fusion 'sum' (ITM logit + ITC) applies to text queries only")
     ce = self.cross_encoder
     return ce.image_embeddings(paths) @ ce.image_embeddings([query])[0], None
@@ -192,11 +240,10 @@ def _rescore(self:HybridSearchEngine, query, candidates:list[tuple[str,float]], 
 # %% ../nbs/05_hybrid_search.ipynb #fe6c9a6d
 def fused_order(clip:np.ndarray, cross:np.ndarray|None, config:SearchConfig,
                 itc:np.ndarray|None=None)->tuple[np.ndarray, np.ndarray, dict[str,np.ndarray]]:
-    "Positions of the candidates best first, their final scores and each part's contribution"
+    "Positions of the candidates best first, their final scores and each part's contribution (NaN: took no part)"
     clip = np.asarray(clip, np.float64)
-    if cross is None: final, parts = clip, {'clip': clip}
-    else: final, parts = fuse_scores(clip, cross, config.fusion, config.alpha, config.rrf_k, itc)
-    return np.argsort(-final, kind='stable'), final, parts
+    if cross is None: return np.argsort(-clip, kind='stable'), clip, {'clip': clip}
+    return cascade_order(clip, cross, config.fusion, config.alpha, config.rrf_k, itc)
 
 # %% ../nbs/05_hybrid_search.ipynb #fc5d8850
 @patch
@@ -204,14 +251,22 @@ def _finish(self:HybridSearchEngine, candidates, k2:int, cross=None, itc=None)->
     "Fuse, order and (with MMR) diversify the candidates into the final `k2` results"
     ids, clip = [i for i,_ in candidates], np.array([s for _,s in candidates], np.float64)
     order, final, parts = fused_order(clip, cross, self.config, itc)
-    order, penalties = list(order), [None] * len(order)
-    if self.config.mmr_lambda is not None and len(order) > 1:
-        vectors = self.index.vectors([ids[j] for j in order])
-        picked, penalties = mmr_select(final[order], vectors, k2, self.config.mmr_lambda)
-        order = [order[p] for p in picked]
-    return [SearchResult(ids[j], str(self.dataset.path(ids[j])), float(final[j]), r, j + 1, float(clip[j]),
-                         None if cross is None else float(cross[j]), {k: float(v[j]) for k,v in parts.items()},
-                         penalties[r - 1])
+    placed = np.full(len(ids), 'clip' if cross is None else 'cross', object)
+    if cross is not None: placed[np.isnan(cross)] = 'itc'
+    order = list(order)
+    head = [j for j in order if placed[j] != 'itc']    # MMR re-selects among the re-scored; the rest stay after them
+    penalties = [None] * len(order)
+    if self.config.mmr_lambda is not None and len(head) > 1:
+        vectors = self.index.vectors([ids[j] for j in head])
+        picked, penalties = mmr_select(final[head], vectors, k2, self.config.mmr_lambda)
+        order = [head[p] for p in picked] + order[len(head):]
+        penalties += [None] * (len(order) - len(picked))
+    itc_rank = None if itc is None else ranks(itc)
+    known = lambda x: None if x is None or np.isnan(x) else float(x)
+    return [SearchResult(ids[j], str(self.dataset.path(ids[j])), float(final[j]), r, int(j) + 1, float(clip[j]),
+                         None if cross is None else known(cross[j]),
+                         {k: float(v[j]) for k,v in parts.items() if not np.isnan(v[j])}, penalties[r - 1],
+                         None if itc_rank is None else int(itc_rank[j]), placed[j])
             for r,j in enumerate(order[:k2], 1)]
 
 # %% ../nbs/05_hybrid_search.ipynb #c7238011
@@ -252,8 +307,11 @@ def _search_one(self:HybridSearchEngine, query, label:str, query_type:str, candi
     stage2 = {r.stage1_rank: r.stage2_score for r in ranked or []}
     cand = [dict(image_id=i, stage1_rank=n, stage1_score=s, stage2_score=stage2.get(n))
             for n,(i,s) in enumerate(candidates, 1)]
+    shortlisted = sum(r.placed_by == 'cross' for r in ranked or [])
     return SearchResponse(label, query_type, results, cand, stage1_s, t2.seconds + shared_s, k1, k2,
-                          self.config.fusion if ranked is not None else 'none', ranked is None, reason)
+                          self.config.fusion if ranked is not None else 'none', ranked is None, reason,
+                          k_itm=shortlisted if ranked and shortlisted < len(ranked) else None,
+                          stage1=self.config.stage1 if query_type == 'text' else 'clip')
 
 # %% ../nbs/05_hybrid_search.ipynb #cc781430
 @patch
@@ -292,13 +350,13 @@ def _shared_stage2(self:HybridSearchEngine, queries:list[str], cands:list[list])
     if self.cross_encoder is None or len(queries) < 2: return none, 0.0
     texts = [q for q,c in zip(queries, cands) for _ in c]
     with Timer(self.cross_encoder.device) as t:
-        try: cross, itc = self.pair_scores(texts, [self.dataset.path(i) for c in cands for i,_ in c])
+        paths = [self.dataset.path(i) for c in cands for i,_ in c]
+        try: scores = self.pair_scores(texts, paths, [len(c) for c in cands])
         except Exception as e:
             log.warning("scoring %d queries' candidates together failed (%s): re-ranking them one by one",
                         len(queries), e)
             return none, 0.0
-    cuts = np.cumsum([len(c) for c in cands])[:-1]
-    return list(zip(np.split(cross, cuts), none if itc is None else np.split(itc, cuts))), t.seconds / len(queries)
+    return scores, t.seconds / len(queries)
 
 # %% ../nbs/05_hybrid_search.ipynb #dc06d18a
 @patch
@@ -312,13 +370,15 @@ def batch_text_to_image_search(self:HybridSearchEngine, queries:list[str], k1:in
     out = [self._cache_get(k) for k in keys]
     todo = [n for n,r in enumerate(out) if r is None]
     if not todo: return out
-    with Timer() as t1: cands = self._stage1(self.bi_encoder.encode_text([queries[n] for n in todo]), k1, filter)
+    with Timer() as t1: cands = self._text_stage1([queries[n] for n in todo], k1, filter)
     ce = self.cross_encoder
     if ce is not None and len(todo) > 1:
         union = dict.fromkeys(i for c in cands for i,_ in c)
         try: ce.image_features([self.dataset.path(i) for i in union])
         except Exception as e: log.warning("pre-computing candidate features failed (%s)", e)
-    per = max(1, (ce.batch_size or GROUP_PAIRS) // k1) if ce is not None else len(todo)   # queries per stage-2 call
+    cascade = ce is not None and 'itc' in ce.score_kinds and self.config.k_itm is not None
+    pairs = min(k1, self.config.k_itm) if cascade else k1   # the pairs each query sends to the matching head
+    per = max(1, (ce.batch_size or GROUP_PAIRS) // pairs) if ce is not None else len(todo)   # queries per stage-2 call
     groups = [list(range(s, min(s + per, len(todo)))) for s in range(0, len(todo), per)]
     for g in tqdm(groups, desc='re-ranking', disable=not self.config.show_progress or len(groups) < 2):
         scores, shared_s = self._shared_stage2([queries[todo[j]] for j in g], [cands[j] for j in g])
@@ -362,55 +422,3 @@ def variant(self:HybridSearchEngine, rerank:bool=True, **changes)->HybridSearchE
     if not rerank and self.cross_encoder is not None:
         out.cross_encoder, out._no_stage2 = None, 're-ranking switched off'
     return out
-
-# %% ../nbs/05_hybrid_search.ipynb #91220840
-def explain_results(response:SearchResponse)->list[dict]:
-    "Per result: final and stage-1 rank, both stages' scores, fusion contributions, MMR penalty, rank change"
-    r4 = lambda x: None if x is None else round(x, 4)
-    return [dict(rank=r.rank, image_id=r.image_id, score=r4(r.score), stage1_rank=r.stage1_rank,
-                 stage1_score=r4(r.stage1_score), stage2_score=r4(r.stage2_score),
-                 contributions={k: r4(v) for k,v in r.contributions.items()}, mmr_penalty=r4(r.mmr_penalty),
-                 rank_change=r.stage1_rank - r.rank)
-            for r in response.results]
-
-# %% ../nbs/05_hybrid_search.ipynb #96217c70
-def visualize_scores(response:SearchResponse):
-    "Figure: CLIP vs cross-encoder score of every candidate, and the top results' rank shifts"
-    import matplotlib.pyplot as plt
-    if response.fallback: raise ValueError(f"stage 2 did not run for this query ({response.fallback_reason}): nothing "
-                                           "to compare")
-    top = {r.image_id for r in response.results}
-    c1 = np.array([c['stage1_score'] for c in response.candidates])
-    c2 = np.array([c['stage2_score'] for c in response.candidates])
-    in_top = np.array([c['image_id'] in top for c in response.candidates])
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    a.scatter(c1[~in_top], c2[~in_top], s=14, c='lightgrey', label='candidates')
-    a.scatter(c1[in_top], c2[in_top], s=22, c='tab:red', label=f'final top {len(top)}')
-    a.set_xlabel('stage 1: CLIP cosine'); a.set_ylabel('stage 2: cross-encoder'); a.legend(fontsize=8)
-    a.set_title(f'{response.query_type} query: {response.query[:40]!r}', fontsize=9)
-    for r in response.results:
-        b.plot([0, 1], [r.stage1_rank, r.rank], marker='o', color='tab:green' if r.stage1_rank >= r.rank else 'tab:red')
-        b.annotate(r.image_id[:18], (1, r.rank), xytext=(4, 0), textcoords='offset points', va='center', fontsize=7)
-    b.set_xticks([0, 1], ['stage-1 rank', 'final rank']); b.invert_yaxis()
-    b.set_xlim(-0.2, 1.8); b.set_title('rank shifts', fontsize=9)
-    fig.tight_layout()
-    return fig
-
-# %% ../nbs/05_hybrid_search.ipynb #5c4e41a6
-def result_grid(response:SearchResponse, query_image=None, cols:int=6):
-    "Figure: the query (text, or `query_image`) and the result thumbnails with their scores"
-    import matplotlib.pyplot as plt
-    n = len(response.results) + 1
-    rows = -(-n // cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows), squeeze=False)
-    for ax in axs.flat: ax.axis('off')
-    q = axs.flat[0]
-    if query_image is not None or response.query_type == 'image':
-        shown = query_image if isinstance(query_image, Image.Image) else load_image(query_image or response.query)
-        q.imshow(shown); q.set_title('query', fontsize=8)
-    else: q.text(0.5, 0.5, '\n'.join(response.query[i:i+22] for i in range(0, len(response.query), 22)), ha='center',
-                 va='center', fontsize=9, wrap=True)
-    for ax,r in zip(axs.flat[1:], response.results):
-        ax.imshow(load_image(r.path)); ax.set_title(f"#{r.rank} {r.score:.3f} (was #{r.stage1_rank})", fontsize=7)
-    fig.tight_layout()
-    return fig

@@ -118,12 +118,17 @@ for _s in [
     Setting('preset', 'preset', 'str|None', None, "a registered preset: defaults the file's other keys override"),
     Setting('k1', 'stage1.k1', 'int', 100, 'stage-1 (CLIP + FAISS) candidates', engine=True, cli=('search',),
             query=True),
+    Setting('stage1', 'stage1.source', 'str', 'clip', "what finds a text query's k1 candidates: 'clip' (CLIP + FAISS) "
+            "or 'itc' (the cross-encoder's ITC over every image: its vision pass over the gallery, once)",
+            allowed=('clip', 'itc'), engine=True, cli=('search',), query=True),
     Setting('clip_model', 'stage1.model', 'str', 'ViT-B-32', "open_clip model name, 'hf-hub:...', 'local-dir:...' "
             "or a folder", cli=('config',)),
     Setting('pretrained', 'stage1.pretrained', 'str|None', 'openai', 'open_clip pretrained tag or checkpoint file',
             cli=('config',)),
     Setting('clip_batch_size', 'stage1.batch_size', 'int', 64, 'images / texts per CLIP forward pass'),
     Setting('k2', 'stage2.k2', 'int', 10, 'results', engine=True, cli=('search',), query=True),
+    Setting('k_itm', 'stage2.k_itm', 'int|None', 16, "candidates the cross-encoder's ITM head re-scores: the best "
+            "of the k1 by its ITC head; null: all k1", engine=True, cli=('search', 'eval'), query=True),
     Setting('cross_model', 'stage2.model', 'str|None', 'Salesforce/blip2-itm-vit-g', 'cross-encoder hub id or '
             'folder; null: CLIP only', cli=('search', 'eval')),
     Setting('backend', 'stage2.backend', 'str|None', None, "the cross-encoder's head; null: from the model's config",
@@ -134,6 +139,8 @@ for _s in [
             'false: float32 everywhere', old_keys=('stage2.use_fp16',)),
     Setting('cpu_bf16', 'stage2.cpu_bf16', 'bool', False, 'a CPU with native bfloat16 (AMX, AVX-512 BF16) runs '
             'bfloat16: 3-4x faster'),
+    Setting('cpu_int8', 'stage2.cpu_int8', 'bool', False, "a CPU runs the cross-encoder's text-image pass in dynamic "
+            "int8 (torch.ao): faster; scores move slightly"),
     Setting('score_kind', 'stage2.score', 'str|None', None, "the cross-encoder's score; null: the backend's default",
             allowed=_score_kinds, engine=True),
     Setting('features_dir', 'stage2.features_dir', 'str|None', None, "persist the cross-encoder's vision features "

@@ -189,7 +189,8 @@ def toy_preset()->dict:
     "The `toy` preset: the shipped toy models and their settings, the held-out toy gallery, its own index folder"
     cache = default_cache_dir()/'toy'
     return {'stage1': {'model': f'local-dir:{TOY_MODELS/"clip"}', 'pretrained': None, 'k1': 20},
-            'stage2': {'model': str(TOY_MODELS/'cross_encoder'), 'backend': 'blip-itm', 'k2': 10, 'batch_size': 256},
+            'stage2': {'model': str(TOY_MODELS/'cross_encoder'), 'backend': 'blip-itm', 'k2': 10, 'batch_size': 256,
+                       'k_itm': None},   # a small cross-encoder: all 20 candidates re-scored
             'fusion': {'method': 'weighted'},   # chosen on the validation world (`hybrid_retrieval.toy_demo`)
             'index': {'path': str(cache/'index'), 'embedding_cache': str(cache/'embeddings')},
             'data': {'source': 'toy', 'path': str(cache/'heldout')}}

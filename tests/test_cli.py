@@ -37,7 +37,7 @@ def test_index_then_the_readmes_usage_lines(env):
     done = cli(environ, 'search', 'a dog playing', '--k1', '100', '--k2', '10')
     assert done.returncode == 0, done.stderr
     assert 'k1 (100) exceeds the gallery size (36): using 36' in done.stderr
-    assert len(done.stdout.strip().splitlines()) == 13
+    assert len(done.stdout.strip().splitlines()) == 14   # summary, the cascade's line (ITM on 16 of 36), header, 10 rows
 
     photo = sorted((tmp/'sample').glob('*.png'))[10]
     done = cli(environ, 'search', '--image', str(photo), '--k2', '20', '--format', 'json')
@@ -80,11 +80,14 @@ def test_bad_input_gets_one_line_and_no_traceback(env, args, code, message):
 
 def test_eval_writes_json_csv_and_figure(env):
     tmp, environ = env
-    done = cli(environ, 'eval', '--sample', str(tmp/'evalset'), '--methods', 'clip,hybrid,cross', '--queries', '15',
-               '--output', str(tmp/'eval'/'report.json'))
+    done = cli(environ, 'eval', '--sample', str(tmp/'evalset'), '--methods', 'clip,hybrid,cross,lavis', '--queries', '15',
+               '--k-itm', '5', '--k-test', '8', '--output', str(tmp/'eval'/'report.json'))
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp/'eval'/'report.json').read_text())
-    assert {(r['method'], r['direction']) for r in report['results']} == {(m, d) for m in ('clip', 'hybrid', 'cross') for d in ('t2i', 'i2t')}
+    methods = ('clip', 'hybrid', 'cross', 'lavis')
+    assert {(r['method'], r['direction']) for r in report['results']} == {(m, d) for m in methods for d in ('t2i', 'i2t')}
+    assert {(r['method'], r.get('k_itm'), r.get('k_test')) for r in report['results'] if r['method'] in ('hybrid', 'lavis')} \
+        == {('hybrid', 5, None), ('lavis', None, 8)}
     assert all(0 <= r['R@1'] <= r['R@5'] <= r['R@10'] <= 1 for r in report['results'])
     assert report['bi_encoder'].startswith('local-dir:') and report['versions']['torch']
     assert (tmp/'eval'/'report.csv').read_text().startswith('method,direction,queries,R@1')

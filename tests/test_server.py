@@ -55,7 +55,8 @@ def captions(gallery:Path, n:int=3)->list[dict]:
 def test_the_api_over_http(server):
     base, gallery, _ = server
     status, health = get(f'{base}/api/health')
-    assert status == 200 and health['gallery'] == 1000 and health['defaults'] == dict(k1=20, k2=10, fusion='weighted', mmr_lambda=None)
+    assert status == 200 and health['gallery'] == 1000
+    assert health['defaults'] == dict(k1=20, stage1='clip', k2=10, k_itm=None, fusion='weighted', mmr_lambda=None)
     first = captions(gallery)[0]
     status, found = get(f"{base}/api/search?{urllib.parse.urlencode({'q': first['caption']})}")
     assert status == 200 and len(found['results']) == 10 and found['fusion'] == 'weighted'
@@ -198,10 +199,12 @@ def test_a_shared_link_reloads_the_search(server, browser):
     base, gallery, _ = server
     first = captions(gallery)[0]
     page = browser.new_page()
-    page.goto(f"{base}/?{urllib.parse.urlencode({'q': first['caption'], 'k2': 4, 'fusion': 'replace'})}")
+    page.goto(f"{base}/?{urllib.parse.urlencode({'q': first['caption'], 'k2': 4, 'k_itm': 3, 'fusion': 'replace'})}")
     page.wait_for_selector('#results .card')
     assert page.locator('#results .card').count() == 4
     assert page.input_value('#q') == first['caption'] and page.input_value('#fusion') == 'replace'
+    assert page.input_value('#k-itm') == '3' and 'ITC #' in page.inner_text('#results .card >> nth=0 >> .move')
+    assert page.locator('#results .card .move[title^="past the ITM shortlist"]').count() == 1   # ITM re-scored 3
     page.fill('#q', '   '); page.press('#q', 'Enter')
     page.wait_for_selector('#error:not([hidden])')
     assert page.inner_text('#error') == 'q is empty'

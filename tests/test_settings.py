@@ -16,15 +16,15 @@ from hybrid_retrieval.data import make_sample_dataset
 from hybrid_retrieval.index import build_index
 from hybrid_retrieval.tiny import save_tiny_clip
 
-K_ITM = Setting('k_itm', 'stage2.k_itm', 'int|None', None, 'candidates the ITM head re-scores', engine=True,
+K_PROBE = Setting('k_probe', 'stage2.k_probe', 'int|None', None, 'candidates a probe re-scores', engine=True,
                 cli=('search',), query=True)
 
 
 @pytest.fixture
-def k_itm():
-    register_setting(K_ITM)
-    yield K_ITM
-    unregister_setting('k_itm')
+def k_probe():
+    register_setting(K_PROBE)
+    yield K_PROBE
+    unregister_setting('k_probe')
 
 
 @pytest.fixture(scope='module')
@@ -42,45 +42,45 @@ def run(*argv):
     return out.getvalue(), err.getvalue()
 
 
-def test_the_yaml_file_reads_writes_and_checks_it(k_itm, tmp_path):
-    (tmp_path/'c.yaml').write_text('hybrid_search: {stage2: {k_itm: 30}}\n')
+def test_the_yaml_file_reads_writes_and_checks_it(k_probe, tmp_path):
+    (tmp_path/'c.yaml').write_text('hybrid_search: {stage2: {k_probe: 30}}\n')
     config = load_config(tmp_path/'c.yaml')
-    assert config.k_itm == 30 and 'k_itm: 30' in to_yaml(config)
-    (tmp_path/'bad.yaml').write_text('hybrid_search: {stage2: {k_itm: 0}}\n')
-    with pytest.raises(ConfigError, match='hybrid_search.stage2.k_itm must be a positive integer, got 0'):
+    assert config.k_probe == 30 and 'k_probe: 30' in to_yaml(config)
+    (tmp_path/'bad.yaml').write_text('hybrid_search: {stage2: {k_probe: 0}}\n')
+    with pytest.raises(ConfigError, match='hybrid_search.stage2.k_probe must be a positive integer, got 0'):
         load_config(tmp_path/'bad.yaml')
 
 
-def test_the_command_line_has_its_flag(k_itm, tmp_path):
+def test_the_command_line_has_its_flag(k_probe, tmp_path):
     out, _ = run('search', '--help')
-    assert '--k-itm K_ITM' in out and 'candidates the ITM head re-scores (hybrid_search.stage2.k_itm)' in ' '.join(out.split())
-    _, err = run('search', 'x', '--k-itm', '0', '--index', tmp_path/'none')
-    assert err.strip() == 'hybrid-retrieval: error: hybrid_search.stage2.k_itm must be a positive integer, got 0'
+    assert '--k-probe K_PROBE' in out and 'candidates a probe re-scores (hybrid_search.stage2.k_probe)' in ' '.join(out.split())
+    _, err = run('search', 'x', '--k-probe', '0', '--index', tmp_path/'none')
+    assert err.strip() == 'hybrid-retrieval: error: hybrid_search.stage2.k_probe must be a positive integer, got 0'
 
 
-def test_the_server_documents_and_checks_it(k_itm, engine):
+def test_the_server_documents_and_checks_it(k_probe, engine):
     with TestClient(create_app(engine)) as client:
         doc = client.get('/openapi.json').json()
         params = {p['name']: p for p in doc['paths']['/api/search']['get']['parameters']}
-        assert params['k_itm']['description'] == 'candidates the ITM head re-scores'
-        assert 'k_itm' in doc['components']['schemas']['SearchBody']['properties']
-        bad = client.get('/api/search', params={'q': 'a red circle', 'k_itm': 0})
-        assert (bad.status_code, bad.json()) == (422, {'detail': 'k_itm must be a positive integer, got 0'})
-        assert client.get('/api/search', params={'q': 'a red circle', 'k_itm': 5}).status_code == 200
-        assert client.post('/api/search', json={'q': 'a red circle', 'k_itm': 5}).status_code == 200
-        assert client.get('/api/health').json()['defaults']['k_itm'] is None
+        assert params['k_probe']['description'] == 'candidates a probe re-scores'
+        assert 'k_probe' in doc['components']['schemas']['SearchBody']['properties']
+        bad = client.get('/api/search', params={'q': 'a red circle', 'k_probe': 0})
+        assert (bad.status_code, bad.json()) == (422, {'detail': 'k_probe must be a positive integer, got 0'})
+        assert client.get('/api/search', params={'q': 'a red circle', 'k_probe': 5}).status_code == 200
+        assert client.post('/api/search', json={'q': 'a red circle', 'k_probe': 5}).status_code == 200
+        assert client.get('/api/health').json()['defaults']['k_probe'] is None
 
 
-def test_the_engine_holds_it(k_itm, engine):
-    assert SearchConfig(k_itm=7).k_itm == 7 and engine.variant(k_itm=4).config.k_itm == 4
-    with pytest.raises(ValueError, match='k_itm must be a positive integer, got 0'): SearchConfig(k_itm=0)
+def test_the_engine_holds_it(k_probe, engine):
+    assert SearchConfig(k_probe=7).k_probe == 7 and engine.variant(k_probe=4).config.k_probe == 4
+    with pytest.raises(ValueError, match='k_probe must be a positive integer, got 0'): SearchConfig(k_probe=0)
 
 
 def test_without_the_declaration_every_surface_refuses_it(engine, tmp_path):
-    with pytest.raises(TypeError, match="SearchConfig got an unknown setting 'k_itm'; accepted: k1, k2"):
-        SearchConfig(k_itm=7)
-    (tmp_path/'c.yaml').write_text('hybrid_search: {stage2: {k_itm: 30}}\n')
-    with pytest.raises(ConfigError, match='unknown key hybrid_search.stage2.k_itm'): load_config(tmp_path/'c.yaml')
-    assert '--k-itm' not in run('search', '--help')[0]
+    with pytest.raises(TypeError, match="SearchConfig got an unknown setting 'k_probe'; accepted: k1, stage1, k2"):
+        SearchConfig(k_probe=7)
+    (tmp_path/'c.yaml').write_text('hybrid_search: {stage2: {k_probe: 30}}\n')
+    with pytest.raises(ConfigError, match='unknown key hybrid_search.stage2.k_probe'): load_config(tmp_path/'c.yaml')
+    assert '--k-probe' not in run('search', '--help')[0]
     with TestClient(create_app(engine)) as client:
-        assert client.post('/api/search', json={'q': 'x', 'k_itm': 5}).status_code == 422
+        assert client.post('/api/search', json={'q': 'x', 'k_probe': 5}).status_code == 422

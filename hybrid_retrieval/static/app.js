@@ -27,9 +27,11 @@ async function api(path, options) {
   return body;
 }
 
+const FIELDS = [['k1', 'k1'], ['k2', 'k2'], ['k_itm', 'k-itm'], ['mmr_lambda', 'mmr'], ['min_score', 'min-score']];
+
 function settings() {
   const p = new URLSearchParams();
-  for (const [name, id] of [['k1', 'k1'], ['k2', 'k2'], ['mmr_lambda', 'mmr'], ['min_score', 'min-score']]) {
+  for (const [name, id] of FIELDS) {
     const v = $(id).value.trim();
     if (v !== '') p.set(name, v);
   }
@@ -79,7 +81,11 @@ function movement(r) {
   const d = r.stage1_rank - r.rank;
   const kind = d > 0 ? 'up' : d < 0 ? 'down' : 'same';
   const arrow = d > 0 ? ` ▲${d}` : d < 0 ? ` ▼${-d}` : '';
-  return el('span', { className: `move ${kind}`, textContent: `CLIP #${r.stage1_rank} → #${r.rank}${arrow}` });
+  const first = state.last && state.last.stage1 === 'itc' ? 'ITC' : 'CLIP';   // what found the candidates
+  const itc = r.itc_rank && first === 'CLIP' ? ` → ITC #${r.itc_rank}` : '';   // the cascade's middle step
+  const title = r.placed_by === 'itc' ? 'past the ITM shortlist: placed by ITC' : '';
+  return el('span', { className: `move ${kind}`, title,
+                      textContent: `${first} #${r.stage1_rank}${itc} → #${r.rank}${arrow}` });
 }
 
 function explain(r) {
@@ -172,14 +178,14 @@ async function start() {
     $('health').title = `stage 1: ${health.models.stage1}\nstage 2: ${health.models.stage2 || 'none'}`;
     $('fusion').replaceChildren(...health.fusions.map((f) => el('option', { value: f, textContent: f })));
     $('fusion').value = d.fusion;
-    $('k1').placeholder = d.k1; $('k2').placeholder = d.k2;
+    $('k1').placeholder = d.k1; $('k2').placeholder = d.k2; if (d.k_itm) $('k-itm').placeholder = d.k_itm;
     if (!health.models.stage2) { $('rerank').checked = false; $('rerank').disabled = true; }
   } catch (e) {
     $('health').textContent = 'server unavailable';
     showError(e.message);
   }
   const p = new URLSearchParams(location.search);
-  for (const [name, id] of [['k1', 'k1'], ['k2', 'k2'], ['mmr_lambda', 'mmr'], ['min_score', 'min-score']])
+  for (const [name, id] of FIELDS)
     if (p.has(name)) $(id).value = p.get(name);
   if (p.has('fusion')) $('fusion').value = p.get('fusion');
   if (p.get('rerank') === 'false') $('rerank').checked = false;
