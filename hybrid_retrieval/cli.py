@@ -137,8 +137,11 @@ def cmd_index(args):
     "`hybrid-retrieval index`: build or extend an index of a gallery, in this process or on Ray"
     if args.engine != 'ray' and args.address: raise HybridRetrievalError('--address needs --engine ray')
     from hybrid_retrieval.config import index_dir
+    from hybrid_retrieval.files import check_replaceable
+    from hybrid_retrieval.index_files import INDEX_FOLDER
     config = _config(args)
-    dataset, path = _index_gallery(args, config), index_dir(config)
+    path = check_replaceable(index_dir(config), **INDEX_FOLDER)   # refused before the gallery is read or embedded
+    dataset = _index_gallery(args, config)
     build = _index_on_ray if args.engine == 'ray' else _index_in_process
     index, report, how = build(args, config, dataset, path)
     _report_skipped(dataset.skipped + report.skipped)

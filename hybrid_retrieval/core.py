@@ -12,7 +12,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['PACKAGE_DIR', 'INDEX_TYPES', 'IVF_TYPES', 'FUSIONS', 'HybridRetrievalError', 'ModelLoadError', 'check_text',
-           'check_positive_int', 'short', 'display_path', 'display_id', 'Table', 'format_table', 'human_bytes']
+           'check_positive_int', 'short', 'display_path', 'display_id', 'model_identity', 'same_model', 'Table',
+           'format_table', 'human_bytes']
 
 # %% ../nbs/00_core.ipynb #da2437d2
 class HybridRetrievalError(Exception):
@@ -57,6 +58,16 @@ def display_id(model_id:str)->str:
     "A model id with its local path shown by `display_path`; hub ids unchanged"
     m = re.fullmatch(r'([\w-]+:)?(/[^@]*)(@\w+)?', model_id)
     return (m[1] or '') + display_path(m[2]) + (m[3] or '') if m else model_id
+
+# %% ../nbs/00_core.ipynb #e000a002
+def model_identity(model_id:str|None)->str|None:
+    "What a model is, wherever it sits: the weights' content stamp of an id that has one (`...@<16 hex>`), else the id"
+    m = re.fullmatch(r'.*@([0-9a-f]{16})', model_id or '')
+    return f'weights@{m[1]}' if m else model_id
+
+def same_model(a:str|None, b:str|None)->bool:
+    "Whether two model ids name the same weights"
+    return model_identity(a) == model_identity(b)
 
 # %% ../nbs/00_core.ipynb #4472121c
 class Table(str):

@@ -22,9 +22,13 @@ def default_device(device:str|torch.device|None=None # 'cuda', 'cuda:1', 'cpu'; 
     "The device models run on: `device` if given and usable, else CUDA when available, else the CPU"
     import torch
     if device is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    device = torch.device(device)
+    try: device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} was requested but CUDA is not available on this machine; use 'cpu'")
+    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 # %% ../nbs/00b_device.ipynb #c3425f17
@@ -104,9 +108,13 @@ def usable_cores()->int:
     return n
 
 # %% ../nbs/00b_device.ipynb #74f22d0c
-def set_threads(n:int|None=None)->int: # threads for torch's CPU work; None: `usable_cores()`
-    "Size torch's CPU thread pool; returns the size"
+def set_threads(n:int|None=None)->int: # torch's CPU threads; None: `OMP_NUM_THREADS` if set, else `usable_cores()`
+    "Size torch's CPU thread pool, at most this machine's CPUs; returns the size"
     import torch
-    n = usable_cores() if n is None else check_positive_int(n, 'threads')
+    cap, env = os.cpu_count() or 1, os.environ.get('OMP_NUM_THREADS', '').strip()
+    if n is None: n = min(int(env), cap) if env.isdigit() and int(env) > 0 else usable_cores()   # the user's wins
+    elif check_positive_int(n, 'threads') > cap:
+        warnings.warn(f"threads ({n}) is more than this machine's {cap} CPUs: using {cap}")
+        n = cap
     if torch.get_num_threads() != n: torch.set_num_threads(n)
     return n

@@ -10,7 +10,7 @@ import json, logging
 from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
-from .core import short
+from .core import short, same_model
 from .files import atomic_write, clean_leftovers, model_dir, file_stamp, read_json
 from .data import ImageDataset
 
@@ -33,7 +33,7 @@ def read_embeddings(folder:Path, model_id:str, mmap:bool=False)->tuple[dict,np.n
     man = read_json(folder/'manifest.json')
     if not isinstance(man, dict) or not isinstance(man.get('ids'), list):
         raise ValueError(f"{folder/'manifest.json'} must be an object with a list of ids, got {short(man)}")
-    if man.get('model_id') != model_id:
+    if not same_model(man.get('model_id'), model_id):
         raise ValueError(f"{folder} holds embeddings of model {short(man.get('model_id'))}, not {model_id!r}")
     emb = np.load(folder/'embeddings.npy', allow_pickle=False, mmap_mode='r' if mmap else None)
     if emb.ndim != 2 or len(emb) != len(man['ids']):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np, torch, transformers, open_clip, faiss
 from tqdm.auto import tqdm
 from . import __version__
-from .core import HybridRetrievalError, check_positive_int, format_table, FUSIONS
+from .core import HybridRetrievalError, check_positive_int, format_table, same_model, FUSIONS
 from .files import atomic_write
 from .device import Timer
 from .data import ImageDataset
@@ -117,7 +117,7 @@ def prepare_eval_set(bi_encoder:BiEncoder, dataset:ImageDataset, split:str|None=
                      seed:int=0, index:ImageIndex|None=None)->EvalSet:
     "Encode a split's images and captions; pick the (sub)set of queries"
     ds = dataset.split(split) if split else dataset
-    if index is not None and index.model_id == bi_encoder.model_id and all(i in index for i in ds.image_ids):
+    if index is not None and same_model(index.model_id, bi_encoder.model_id) and all(i in index for i in ds.image_ids):
         image_ids, image_emb = list(ds.image_ids), index.vectors(list(ds.image_ids))
     else:
         enc = bi_encoder.encode_gallery(ds)

@@ -8,10 +8,11 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/files.html.md"""
 from __future__ import annotations
 import os, re, sys, json, codecs, shutil, hashlib, logging, tempfile, contextlib
 from pathlib import Path
+from .core import model_identity
 
 # %% auto #0
-__all__ = ['log', 'read_text', 'text_lines', 'read_json', 'clean_leftovers', 'atomic_write', 'atomic_dir', 'sha256_file',
-           'sha256_str', 'quiet_stdout', 'model_dir', 'file_stamp']
+__all__ = ['log', 'read_text', 'text_lines', 'read_json', 'clean_leftovers', 'atomic_write', 'check_replaceable', 'atomic_dir',
+           'sha256_file', 'sha256_str', 'quiet_stdout', 'model_dir', 'file_stamp']
 
 # %% ../nbs/00a_files.ipynb #e0c47d88
 def _not_utf8(line:bytes, pos:int)->str: return f"not UTF-8 text (byte 0x{line[pos]:02x} at column {pos + 1})"
@@ -108,11 +109,26 @@ def atomic_write(path:str|Path, # file to create or replace
         Path(tmp).unlink(missing_ok=True)
         raise
 
+# %% ../nbs/00a_files.ipynb #e00a2001
+def check_replaceable(path:str|Path, marker:str, kind:str, also:tuple=())->Path:
+    "`path`, if it is missing, an empty folder or a `kind` of ours (it holds `marker` or one of `also`); else refuse"
+    path = Path(path).expanduser()
+    if not path.exists() and not path.is_symlink(): return path
+    if not path.is_dir():
+        raise FileExistsError(f"{path} is a file, not {kind}: refusing to replace it; give a new or empty folder")
+    if (path/marker).is_file() or any((path/a).exists() for a in also) or not any(path.iterdir()): return path
+    raise FileExistsError(f"{path} is not empty and holds no {kind} (no {marker}): refusing to replace it; give a "
+                          "new or empty folder")
+
 # %% ../nbs/00a_files.ipynb #66915df4
 @contextlib.contextmanager
-def atomic_dir(path:str|Path): # folder to create or replace as a whole
+def atomic_dir(path:str|Path,         # folder to create or replace as a whole
+               marker:str|None=None,   # a file every such folder holds: an existing folder without it is refused
+               kind:str='folder',      # what such a folder is, for the refusal's message
+               also:tuple=()):         # other entries that mark a folder as one of ours
     "Yield a temporary folder that replaces `path` only when the block succeeds"
     path = Path(path)
+    if marker is not None: check_replaceable(path, marker, kind, also)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.{os.getpid()}-', suffix='.tmp'))
@@ -156,8 +172,8 @@ def quiet_stdout():
 
 # %% ../nbs/00a_files.ipynb #42d2f6c3
 def model_dir(root:str|Path, model_id:str)->Path:
-    "The folder under `root` that holds one model's cache: a hash of `model_id`, so any id is a safe name"
-    return Path(root).expanduser()/sha256_str(model_id)[:16]
+    "The folder under `root` that holds one model's cache: a hash of what the model is (`model_identity`), a safe name"
+    return Path(root).expanduser()/sha256_str(model_identity(model_id))[:16]
 
 # %% ../nbs/00a_files.ipynb #b7010403
 def file_stamp(path:str|Path)->tuple[int,int]:

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, faiss
 from fastcore.basics import patch
-from .core import human_bytes, INDEX_TYPES, IVF_TYPES
+from .core import human_bytes, same_model, INDEX_TYPES, IVF_TYPES
 from .files import atomic_dir
 from .data import ImageDataset
 from .bi_encoder import BiEncoder
 from .embeddings import EmbeddingCache
-from .index_files import IndexLoadError, ShardRows, write_manifest, read_manifest, read_faiss, verified_shards
+from .index_files import (IndexLoadError, ShardRows, INDEX_FOLDER, write_manifest, read_manifest,
+                                          read_faiss, verified_shards)
 
 # %% auto #0
 __all__ = ['log', 'INDEX_PARAMS', 'FLAT_MAX', 'REFINE', 'ivf_nlist', 'ImageIndex', 'default_memory_budget', 'IndexChoice',
@@ -218,7 +219,7 @@ def save(self:ImageIndex, path:str|Path, dataset:ImageDataset|None=None)->Path:
     if self._index is None: raise ValueError('the index is empty: nothing to save')
     _in_memory(self, 'save')
     path = Path(path).expanduser()
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, **INDEX_FOLDER) as tmp:   # never replaces what is not an index
         faiss.write_index(self._index, str(tmp/'index.faiss'))
         self.write_manifest(tmp, dataset)
     return path
@@ -236,7 +237,7 @@ def load(cls:ImageIndex, path:str|Path,
     if dim is not None and dim != m['dim']:
         raise IndexLoadError(f"{path} holds {m['dim']}-dimensional embeddings (model {m.get('model_id')!r}) but the "
                              f"queries are {dim}-dimensional; rebuild the index with this model")
-    if model_id is not None and m.get('model_id') != model_id:
+    if model_id is not None and not same_model(m.get('model_id'), model_id):
         raise IndexLoadError(f"{path} was built with model {m.get('model_id')!r} but is being used with {model_id!r}; "
                              "rebuild the index with this model")
     self = cls(m['dim'], m['index_type'], m.get('model_id'), use_gpu, **m['params'])
@@ -311,7 +312,8 @@ class IndexReport:
 # %% ../nbs/03_index.ipynb #ef3fbf89
 def check_index_model(bi_encoder:BiEncoder, index:ImageIndex):
     "Refuse an index built by a different model (or of another dimension) than `bi_encoder`"
-    if (index.model_id is not None and index.model_id != bi_encoder.model_id) or index.dim != bi_encoder.dim:
+    other = index.model_id is not None and not same_model(index.model_id, bi_encoder.model_id)   # by content stamp
+    if other or index.dim != bi_encoder.dim:
         raise IndexLoadError(f"the index was built with model {index.model_id!r} (dim {index.dim}) but the "
                              f"bi-encoder is {bi_encoder.model_id!r} (dim {bi_encoder.dim}); rebuild the index")
 

@@ -14,8 +14,8 @@ from .files import clean_leftovers, sha256_file, sha256_str, read_json, quiet_st
 from .data import ImageDataset, save_captions_file, load_captions_file
 
 # %% auto #0
-__all__ = ['INDEX_FORMAT_VERSION', 'MANIFEST_FIELDS', 'IndexLoadError', 'write_manifest', 'read_manifest', 'read_faiss',
-           'load_gallery', 'index_exists', 'ShardRows', 'verified_shards']
+__all__ = ['INDEX_FORMAT_VERSION', 'MANIFEST_FIELDS', 'INDEX_FOLDER', 'IndexLoadError', 'write_manifest', 'read_manifest',
+           'read_faiss', 'load_gallery', 'index_exists', 'ShardRows', 'verified_shards']
 
 # %% ../nbs/02c_index_files.ipynb #d1a3ce97
 class IndexLoadError(HybridRetrievalError):
@@ -23,6 +23,7 @@ class IndexLoadError(HybridRetrievalError):
 
 INDEX_FORMAT_VERSION = 2
 MANIFEST_FIELDS = ('model_id', 'dim', 'count', 'index_type', 'params', 'ids')   # what an index tells its manifest
+INDEX_FOLDER = dict(marker='manifest.json', kind='index folder', also=('shards',))  # what may be replaced by an index
 
 # %% ../nbs/02c_index_files.ipynb #d7b2ada2
 def _manifest_checksum(m:dict)->str:

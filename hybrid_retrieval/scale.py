@@ -16,12 +16,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 from faiss.contrib.ondisk import merge_ondisk
 from .core import HybridRetrievalError, human_bytes, short, IVF_TYPES
-from .files import atomic_dir, file_stamp, quiet_stdout, sha256_file, sha256_str
+from .files import atomic_dir, check_replaceable, file_stamp, quiet_stdout, sha256_file, sha256_str
 import hybrid_retrieval.images as images_module
 from .data import ImageDataset, load_rows_file, add_row, csv_rows
 from .bi_encoder import BiEncoder, prepare_image
 from .embeddings import read_embeddings, write_embeddings
 from .index import ImageIndex, IndexChoice, IndexReport, REFINE, choose_index, ivf_nlist
+from .index_files import INDEX_FOLDER
 
 # %% auto #0
 __all__ = ['log', 'PROBE', 'load_image_list', 'Shard', 'plan_shards', 'shard_done', 'start_ray', 'spilled_bytes', 'ShardRun',
@@ -321,7 +322,7 @@ def index_from_shards(folders:list[Path],          # shard folders (`embed_shard
     if index.index_type in IVF_TYPES:
         index.params['nlist'] = ivf_nlist(n, params.get('nlist'))
         index.train(_training_sample(shards, 40 * index.params['nlist']))
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, **INDEX_FOLDER) as tmp:
         kept = _keep_shards(tmp, folders)
         if on_disk: _merge_on_disk(index, shards, tmp, show_progress)
         else:
@@ -358,7 +359,7 @@ def index_with_ray(make_encoder:Callable[..., BiEncoder], # picklable; returns t
                    ray_options:dict|None=None,      # more `embed_shards` arguments: actors, gpus_per_actor, ...
                    **params)->tuple[ImageIndex,RayIndexReport]: # index parameters (on_disk, nlist, ...)
     "Embed `dataset` on Ray in resumable shards and build its index in `path`"
-    path = Path(path).expanduser()
+    path = check_replaceable(path, **INDEX_FOLDER)   # before any shard is written
     run = embed_shards(make_encoder, dataset, path/'shards', shard_size, address, show_progress=show_progress,
                        **(ray_options or {}))
     index, why = index_from_shards(run.folders, run.model_id, run.dim, path, dataset, index_type, memory_budget,

@@ -6,7 +6,7 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/server.html.md"""
 
 # %% ../nbs/09_server.ipynb #80abcb4f
 from __future__ import annotations
-import asyncio, collections, functools, inspect, io, logging, os, queue, re, threading, time
+import asyncio, collections, functools, inspect, io, logging, math, os, queue, re, threading, time
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -59,6 +59,8 @@ class Settings:
 def request_settings(engine:HybridSearchEngine, rerank:bool=True, min_score:float|None=None, **values)->Settings:
     "A request's `Settings` from its `values` by setting name, each missing one taken from `engine`'s configuration"
     config = engine.config.replace(**{k: v for k,v in values.items() if v is not None})   # checked as the engine checks
+    if min_score is not None and not math.isfinite(min_score):   # NaN would silently drop every result
+        raise ValueError(f"min_score must be a finite number, got {min_score}")
     return Settings(tuple((s.name, getattr(config, s.name)) for s in query_settings()), bool(rerank), min_score)
 
 # %% ../nbs/09_server.ipynb #7d93197e

@@ -124,7 +124,7 @@ def toy_dataset(dest:str|Path|None=None, # folder for the gallery; None: <cache 
                               "(a toy gallery replaces its folder)")
     if not (found == stamp and (dest/'captions.jsonl').is_file()):
         world = make_world(n, seed)
-        with atomic_dir(dest) as tmp:
+        with atomic_dir(dest, 'world.json', 'toy gallery') as tmp:
             with open(tmp/'captions.jsonl', 'w') as f:
                 for i,(scene,group,image) in enumerate(zip(world.scenes, world.groups, world.images)):
                     name = f'{i:04d}.png'
@@ -173,11 +173,11 @@ def kaggle_standin(dest:str|Path,   # the folder that plays /kaggle/input
     names = [f'{k:d}.jpg' for k in sorted(rng.sample(range(10**9, 10**10), n))]   # Flickr-style numeric ids
     cut = list(itertools.accumulate(round(f * n) for f in STANDIN_SPLITS.values()))
     splits = [next((s for s,c in zip(STANDIN_SPLITS, cut) if i < c), 'train') for i in range(n)]
-    with atomic_dir(dest/KAGGLE_DATASET) as tmp:
+    with atomic_dir(dest/KAGGLE_DATASET, 'flickr30k_images', 'Kaggle stand-in') as tmp:
         (pictures := tmp/'flickr30k_images'/'flickr30k_images').mkdir(parents=True)
         for name,image in zip(names, world.images): image.save(pictures/name, quality=95)
         (tmp/'flickr30k_images'/'results.csv').write_text(_results_csv(names, world, malformed=min(20, 5 * n)))
-    with atomic_dir(karpathy) as tmp:
+    with atomic_dir(karpathy, 'standin.json', 'Kaggle stand-in') as tmp:
         (tmp/'dataset_flickr30k.json').write_text(json.dumps(_karpathy_json(names, world, splits)))
         (tmp/'standin.json').write_text(json.dumps(stamp))
     return dest

@@ -13,7 +13,7 @@ import numpy as np, torch, torch.nn.functional as F, open_clip
 from PIL import Image
 from tqdm.auto import tqdm
 from transformers import BertTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor
-from .files import atomic_dir
+from .files import atomic_dir, check_replaceable
 from .device import unit_scale_
 from .bi_encoder import save_open_clip
 from .cross_encoder import CrossEncoder
@@ -203,9 +203,7 @@ def train_toy_models(dest:str|Path,                      # folder to write the m
                      show_progress:bool=True)->Path:
     "Train the toy bi-encoder and cross-encoder and save them; returns `dest`"
     cfg, dest = cfg or ToyTrainConfig(), Path(dest).expanduser()
-    if dest.is_dir() and any(dest.iterdir()) and not (dest/'training_log.json').is_file():   # checked before training
-        raise FileExistsError(f"{dest} is not empty and holds no toy models: give a new or empty folder (training "
-                              "replaces its folder)")
+    check_replaceable(dest, 'training_log.json', 'toy model folder')   # before minutes of training
     for name in ('images', 'clip_steps', 'clip_batch', 'cross_steps', 'cross_batch', 'log_every'):
         if getattr(cfg, name) < 1: raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
     if max(cfg.clip_batch, cfg.cross_batch) > cfg.images:
@@ -222,7 +220,7 @@ def train_toy_models(dest:str|Path,                      # folder to write the m
                seconds=dict(world=round(t1 - t0, 1), clip=round(t2 - t1, 1), mining=round(t3 - t2, 1),
                             cross_encoder=round(t4 - t3, 1)),
                clip=clip_log, cross_encoder=cross_log)
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest, 'training_log.json', 'toy model folder') as tmp:
         save_open_clip(clip, toy_clip_config(cfg.width, cfg.layers), tmp/'clip', dtype=torch.float16)
         cross.to(torch.float16).save_pretrained(tmp/'cross_encoder'); processor.save_pretrained(tmp/'cross_encoder')
         (tmp/'training_log.json').write_text(json.dumps(log))

@@ -636,3 +636,71 @@ def test_the_battery_is_large_enough():
         marks = [m for m in getattr(fn, 'pytestmark', []) if m.name == 'parametrize']
         n += len(marks[0].args[1]) if marks else 1
     assert n >= 60, n
+
+
+# ------------------------------------------------------------- a command never replaces what is not one of its folders
+@pytest.mark.parametrize('target', ['the gallery', 'a file', "another program's folder"])
+def test_index_refuses_a_target_that_is_not_an_index(env, tmp_path, target):
+    tmp, cfg = env
+    gallery = tmp_path/'gallery'
+    shutil.copytree(tmp/'gallery', gallery)
+    other = tmp_path/'other'
+    if target == 'a file': other.write_text('notes\n')
+    elif target != 'the gallery': other.mkdir(); (other/'db.sqlite').write_bytes(b'SQLite format 3\x00')
+    dest = gallery if target == 'the gallery' else other
+    before, around = snapshot(tmp_path), sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run('index', '--images', gallery, '--index', dest, *cfg)
+    fails(code, err, dest, 'refusing to replace it')
+    assert snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == around
+
+
+def test_saving_an_index_over_a_folder_that_is_not_one_is_refused(env, tmp_path):
+    from hybrid_retrieval.index import ImageIndex
+    tmp, _ = env
+    index = ImageIndex.load(tmp/'index')
+    photos = tmp_path/'photos'; photos.mkdir(); (photos/'cat.png').write_bytes(b'a photo')
+    with pytest.raises(FileExistsError, match='holds no index folder \\(no manifest.json\\): refusing to replace it'):
+        index.save(photos)
+    assert [p.name for p in photos.iterdir()] == ['cat.png'] and not list(tmp_path.glob('.photos*'))
+    index.save(tmp_path/'copy'); index.save(tmp_path/'copy')   # its own folder: replaced, as before
+
+
+def test_ray_indexing_refuses_a_foreign_folder_before_starting(tmp_path):
+    from hybrid_retrieval.scale import index_with_ray
+    photos = tmp_path/'photos'; photos.mkdir(); (photos/'cat.png').write_bytes(b'a photo')
+    called = []
+    with pytest.raises(FileExistsError, match='photos is not empty and holds no index folder'):
+        index_with_ray(lambda **kw: called.append(kw), make_sample_dataset(tmp_path/'g', n=2), photos)
+    assert not called and [p.name for p in photos.iterdir()] == ['cat.png']
+
+
+# --------------------------------------------------------------------- a model is what its weights are, not where it sits
+def test_an_index_opens_with_the_same_weights_from_another_folder(env, tmp_path):
+    from hybrid_retrieval.index import ImageIndex, build_index, check_index_model
+    from hybrid_retrieval.embeddings import EmbeddingCache
+    tmp, _ = env
+    moved = shutil.copytree(tmp/'clip', tmp_path/'venv2'/'clip')          # the same weights, reinstalled elsewhere
+    here, there = BiEncoder(f'local-dir:{tmp/"clip"}', None), BiEncoder(f'local-dir:{moved}', None)
+    assert here.model_id != there.model_id and here.model_id.split('@')[1] == there.model_id.split('@')[1]
+    index = ImageIndex.load(tmp/'index', model_id=there.model_id)           # was: "rebuild the index"
+    check_index_model(there, index)
+    gallery = make_sample_dataset(tmp_path/'g', n=4)
+    build_index(here, gallery, cache_dir=tmp_path/'emb')
+    assert len(EmbeddingCache(tmp_path/'emb', there.model_id)) == 4          # its embedding cache is found too
+    other = save_tiny_clip(tmp_path/'other', seed=1)                         # other weights: refused
+    with pytest.raises(Exception, match='rebuild the index'): check_index_model(BiEncoder(f'local-dir:{other}', None), index)
+
+
+# ----------------------------------------------------------------------------------- settings that are quietly wrong
+def test_more_threads_than_the_machine_has_are_capped_not_a_crash(env):
+    _, cfg = env
+    code, out, err = run('search', 'a red circle', '--threads', '100000', *cfg)
+    assert code == 0, err
+    assert f"threads (100000) is more than this machine's {os.cpu_count()} CPUs: using {os.cpu_count()}" in err
+    assert torch.get_num_threads() == os.cpu_count()
+
+
+def test_a_device_that_is_not_one_is_one_line(env):
+    _, cfg = env
+    code, out, err = run('search', 'a red circle', '--device', 'cuda:x', *cfg)
+    fails(code, err, "device must be 'cpu', 'cuda' or 'cuda:N', got 'cuda:x'")
