@@ -138,6 +138,21 @@ def _expanded_size(node:yaml.Node, memo:dict)->int:
     memo[id(node)] = 1 + sum(_expanded_size(k, memo) for k in kids)
     return memo[id(node)]
 
+def _twice(node:yaml.Node, path, seen:set)->None:
+    "Refuse a mapping that gives a key twice (YAML would keep the last silently), naming both lines"
+    if id(node) in seen: return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first = {}
+        for key,_ in node.value:
+            if not isinstance(key, yaml.ScalarNode): continue
+            if key.value in first:
+                raise ConfigError(f"{path}:{key.start_mark.line + 1}: key {short(key.value)} is given twice (first on "
+                                  f"line {first[key.value] + 1}); keep one")
+            first[key.value] = key.start_mark.line
+    for kid in ([n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode) else
+                node.value if isinstance(node, yaml.SequenceNode) else []): _twice(kid, path, seen)
+
 # %% ../nbs/06_config.ipynb #17cdcd29
 def _yaml_error(e:Exception, path)->str:
     mark, what = getattr(e, 'problem_mark', None), getattr(e, 'problem', None) or str(e).splitlines()[0]
@@ -155,6 +170,7 @@ def parse_yaml(text:str, path:str|Path='<string>'):
         if node is not None and _expanded_size(node, {}) > MAX_CONFIG_VALUES:
             raise ConfigError(f"{path}: the YAML expands to more than {MAX_CONFIG_VALUES:,} values through its aliases "
                               "(*name); a configuration has a few dozen")
+        if node is not None: _twice(node, path, set())
         return None if node is None else loader.construct_document(node)
     except yaml.YAMLError as e: raise ConfigError(_yaml_error(e, path)) from None
     except RecursionError: raise ConfigError(f"{path}: the YAML is nested too deeply") from None

@@ -704,3 +704,9 @@ def test_a_device_that_is_not_one_is_one_line(env):
     _, cfg = env
     code, out, err = run('search', 'a red circle', '--device', 'cuda:x', *cfg)
     fails(code, err, "device must be 'cpu', 'cuda' or 'cuda:N', got 'cuda:x'")
+
+
+def test_a_key_given_twice_names_both_lines(env, tmp_path):
+    (tmp_path/'twice.yaml').write_text('hybrid_search:\n  stage1: {k1: 50}\n  stage2: {k2: 5}\n  stage1: {k1: 200}\n')
+    code, out, err = run('search', 'a red circle', '--config', tmp_path/'twice.yaml')
+    fails(code, err, 'twice.yaml:4', "key 'stage1' is given twice (first on line 2)")
