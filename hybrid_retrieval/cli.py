@@ -275,7 +275,7 @@ def cmd_eval(args):
     from hybrid_retrieval.build import load_bi_encoder, load_cross_encoder
     from hybrid_retrieval.index import ImageIndex
     from hybrid_retrieval.index_files import load_gallery, index_exists
-    from hybrid_retrieval.evaluation import evaluate, report_table, save_report
+    from hybrid_retrieval.evaluation import evaluate, report_table, save_report, CROSS_METHODS
     config = _config(args)
     methods, directions, k1s, fusions = _eval_args(args, config)
     index, dataset = None, _gallery(args, config, sample_test_frac=1.0)
@@ -286,7 +286,7 @@ def cmd_eval(args):
                                        f"index at {path}")
         dataset, index = load_gallery(path), ImageIndex.load(path)
     bi = load_bi_encoder(config)
-    ce = load_cross_encoder(config) if set(methods) & {'hybrid', 'cross', 'lavis'} else None
+    ce = load_cross_encoder(config) if CROSS_METHODS & set(methods) else None
     split = None if args.eval_split == 'all' else args.eval_split
     report = evaluate(bi, ce, dataset, split, methods, directions, k1s, fusions,
                       args.queries, args.seed, args.max_cross_pairs, index, config.show_progress,

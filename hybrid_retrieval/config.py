@@ -129,13 +129,16 @@ def config_from_dict(data:dict|None, preset:str|None=None)->HybridConfig:
 # %% ../nbs/06_config.ipynb #5d1b24d4
 MAX_CONFIG_BYTES, MAX_CONFIG_VALUES = 1_000_000, 100_000
 
+def _kids(node:yaml.Node)->list[yaml.Node]:
+    "A node's children: a mapping's keys and values, a sequence's items"
+    if isinstance(node, yaml.MappingNode): return [n for kv in node.value for n in kv]
+    return node.value if isinstance(node, yaml.SequenceNode) else []
+
 def _expanded_size(node:yaml.Node, memo:dict)->int:
     "How many values `node` stands for once its aliases are expanded (shared nodes are counted once per use)"
     if id(node) in memo: return memo[id(node)]
     memo[id(node)] = 1                                              # a recursive alias counts once
-    kids = [n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode) else (
-           node.value if isinstance(node, yaml.SequenceNode) else [])
-    memo[id(node)] = 1 + sum(_expanded_size(k, memo) for k in kids)
+    memo[id(node)] = 1 + sum(_expanded_size(k, memo) for k in _kids(node))
     return memo[id(node)]
 
 def _twice(node:yaml.Node, path, seen:set)->None:
@@ -150,8 +153,7 @@ def _twice(node:yaml.Node, path, seen:set)->None:
                 raise ConfigError(f"{path}:{key.start_mark.line + 1}: key {short(key.value)} is given twice (first on "
                                   f"line {first[key.value] + 1}); keep one")
             first[key.value] = key.start_mark.line
-    for kid in ([n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode) else
-                node.value if isinstance(node, yaml.SequenceNode) else []): _twice(kid, path, seen)
+    for kid in _kids(node): _twice(kid, path, seen)
 
 # %% ../nbs/06_config.ipynb #17cdcd29
 def _yaml_error(e:Exception, path)->str:

@@ -22,8 +22,8 @@ from .cross_encoder import CrossEncoder
 from .hybrid_search import HybridSearchEngine, SearchConfig, fused_order
 
 # %% auto #0
-__all__ = ['log', 'METHODS', 'DIRECTIONS', 'rank_matrix', 'retrieval_metrics', 'latency_stats', 'peak_rss_mb', 'EvalSet',
-           'prepare_eval_set', 'lavis_scores', 'eval_variants', 'evaluate', 'report_rows', 'report_table',
+__all__ = ['log', 'METHODS', 'DIRECTIONS', 'CROSS_METHODS', 'rank_matrix', 'retrieval_metrics', 'latency_stats', 'peak_rss_mb',
+           'EvalSet', 'prepare_eval_set', 'lavis_scores', 'eval_variants', 'evaluate', 'report_rows', 'report_table',
            'recall_latency_figure', 'report_files', 'save_report']
 
 # %% ../nbs/07_evaluation.ipynb #8e1d4737
@@ -217,6 +217,7 @@ def lavis_scores(cross_encoder:CrossEncoder, captions:list[str], images:list, di
 
 # %% ../nbs/07_evaluation.ipynb #36abf7ca
 METHODS, DIRECTIONS = ('clip', 'hybrid', 'cross', 'lavis'), ('t2i', 'i2t')
+CROSS_METHODS = {'hybrid', 'cross', 'lavis'}   # the methods that need a cross-encoder
 
 def eval_variants(methods, directions, k1s, fusions, cross_encoder)->list[tuple]:
     "(method, k1, fusion) per variant to evaluate, after checking every argument"
@@ -225,7 +226,7 @@ def eval_variants(methods, directions, k1s, fusions, cross_encoder)->list[tuple]
     bad = [f for f in fusions if f not in FUSIONS]
     if bad: raise ValueError(f"invalid sweep value {bad[0]!r}: fusions are {FUSIONS}")
     for k in k1s: check_positive_int(k, 'k1')
-    if set(methods) & {'hybrid', 'cross', 'lavis'} and cross_encoder is None:
+    if CROSS_METHODS & set(methods) and cross_encoder is None:
         raise ValueError("methods 'hybrid', 'cross' and 'lavis' need a cross-encoder")
     if 'lavis' in methods and 'itc' not in getattr(cross_encoder, 'score_kinds', ('itc',)):   # a name: checked on load
         raise ValueError(f"method 'lavis' needs a cross-encoder with an ITC head (blip-itm, blip2-itm), not "
@@ -260,7 +261,7 @@ def _check_cross_pairs(methods, directions, n_q:dict, n_g:dict, max_cross_pairs:
 # %% ../nbs/07_evaluation.ipynb #e07a0003
 def _precompute(ce:CrossEncoder|None, es:EvalSet, methods, k_itm:int|None):
     "Store every gallery image's vision features (and ITC embeddings, where ITC runs) before any query is timed"
-    if ce is None or not set(methods) & {'hybrid', 'cross', 'lavis'}: return
+    if ce is None or not CROSS_METHODS & set(methods): return
     ce.image_features(es.paths)
     if 'itc' in ce.score_kinds and ('lavis' in methods or k_itm is not None): ce.itc_image_embeddings(es.paths)
 

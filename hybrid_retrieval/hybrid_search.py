@@ -211,16 +211,22 @@ def _text_stage1(self:HybridSearchEngine, texts:list[str], k1:int, filter=None)-
 
 # %% ../nbs/05_hybrid_search.ipynb #569e1d02
 @patch
+def _k_itm(self:HybridSearchEngine)->int|None:
+    "How many candidates of a text query ITM re-scores: `k_itm` with an ITC head to shortlist by, else None (all)"
+    ce = self.cross_encoder
+    return self.config.k_itm if ce is not None and 'itc' in ce.score_kinds else None
+
+@patch
 def pair_scores(self:HybridSearchEngine, texts:list[str], images:list,
                 sizes:list[int]|None=None)->list[tuple[np.ndarray, np.ndarray|None]]:
     "Per group of pairs (`sizes`; None: one): stage-2 scores of (texts[i], images[i]), NaN past the ITM shortlist; ITC"
-    ce, c = self.cross_encoder, self.config
+    ce, c, k_itm = self.cross_encoder, self.config, self._k_itm()
     sizes = [len(texts)] if sizes is None else list(sizes)
     cuts = np.cumsum(sizes)[:-1]
-    cascade = c.k_itm is not None and 'itc' in ce.score_kinds and max(sizes) > c.k_itm
+    cascade = k_itm is not None and max(sizes) > k_itm
     itc = (np.split(ce.score_pairs(texts, images, 'itc'), cuts) if cascade or c.fusion == 'sum'
            else [None] * len(sizes))
-    at = [start + (shortlist(s, c.k_itm) if cascade else np.arange(n)) for start,n,s in zip(np.r_[0, cuts], sizes, itc)]
+    at = [start + (shortlist(s, k_itm) if cascade else np.arange(n)) for start,n,s in zip(np.r_[0, cuts], sizes, itc)]
     at = np.concatenate(at).astype(int)
     kind = 'itm_logit' if c.fusion == 'sum' else c.score_kind or ce.score_kinds[0]
     cross = np.full(len(texts), np.nan, np.float32)
@@ -376,8 +382,7 @@ def batch_text_to_image_search(self:HybridSearchEngine, queries:list[str], k1:in
         union = dict.fromkeys(i for c in cands for i,_ in c)
         try: ce.image_features([self.dataset.path(i) for i in union])
         except Exception as e: log.warning("pre-computing candidate features failed (%s)", e)
-    cascade = ce is not None and 'itc' in ce.score_kinds and self.config.k_itm is not None
-    pairs = min(k1, self.config.k_itm) if cascade else k1   # the pairs each query sends to the matching head
+    pairs = min(k1, self._k_itm() or k1)   # the pairs each query sends to the matching head
     per = max(1, (ce.batch_size or GROUP_PAIRS) // pairs) if ce is not None else len(todo)   # queries per stage-2 call
     groups = [list(range(s, min(s + per, len(todo)))) for s in range(0, len(todo), per)]
     for g in tqdm(groups, desc='re-ranking', disable=not self.config.show_progress or len(groups) < 2):
