@@ -215,6 +215,6 @@ def encode_gallery(self:BiEncoder, dataset:ImageDataset, image_ids:list[str]|Non
     ids = list(dataset.image_ids if image_ids is None else image_ids)
     if not ids: return GalleryEmbeddings([], np.zeros((0, self.dim), np.float32))
     positions, emb, failed = self._encode_items([dataset.path(i) for i in ids], desc=f'encoding {dataset.name}')
-    for path,reason in failed: log.warning("skipped %s: %s", path, reason)
+    for path,reason in failed[:5]: log.warning("skipped %s: %s", path, reason)   # the first few; all in `.skipped`
     if failed: log.warning("%s: skipped %d of %d images that could not be loaded", dataset.name, len(failed), len(ids))
     return GalleryEmbeddings([ids[p] for p in positions], emb, failed)

@@ -10,7 +10,7 @@ import os, re, sys, json, time, logging, warnings
 from dataclasses import fields
 from functools import partial
 from pathlib import Path
-from .core import HybridRetrievalError, check_positive_int, check_text, format_table, human_bytes
+from .core import HybridRetrievalError, check_positive_int, check_text, format_table, human_bytes, one_line
 from .files import atomic_write
 from .device import set_threads
 from .settings import SETTINGS
@@ -58,10 +58,13 @@ def _gallery(args, config, sample_test_frac:float=0.25)->ImageDataset|None:
     return load_dataset(config) if config.data_source is not None else None
 
 # %% ../nbs/11_cli.ipynb #cc8b61a1
-def _report_skipped(skipped:list[tuple[str,str]]):
-    "Print each entry the run skipped (the first ten, then a count), one line each"
-    for p,why in skipped[:10]: print(f"skipped {p}: {why}", file=sys.stderr)
-    if len(skipped) > 10: print(f"... and {len(skipped) - 10} more skipped", file=sys.stderr)
+def _report_skipped(skipped:list[tuple[str,str]], to:str|None=None):
+    "Print the entries the run skipped (the first ten, then a count), one line each; all of them into the file `to`"
+    for p,why in skipped[:10]: print(one_line(f"skipped {p}: {why}"), file=sys.stderr)
+    if to is not None:
+        with atomic_write(Path(to).expanduser(), 'w') as f: f.writelines(f"{p}\t{why}\n" for p,why in skipped)
+    if len(skipped) > 10: print(f"... and {len(skipped) - 10} more skipped" + (
+        f" (all {len(skipped)} in {to})" if to else ' (--skipped-to FILE lists them all)'), file=sys.stderr)
 
 # %% ../nbs/11_cli.ipynb #e4c724c5
 def _index_to_extend(args, path:Path, dataset:ImageDataset)->ImageIndex|None:
@@ -83,7 +86,7 @@ def _index_gallery(args, config:HybridConfig)->ImageDataset:
                                                    '--captions or --sample, or set hybrid_search.data')
     if config.split: dataset = dataset.split(config.split)
     if not len(dataset):
-        _report_skipped(dataset.skipped)
+        _report_skipped(dataset.skipped, args.skipped_to)
         raise HybridRetrievalError(f"no images found in {dataset.root}" + (
             f"; every entry was skipped, e.g. {': '.join(dataset.skipped[0])}" if dataset.skipped else ''))
     return dataset
@@ -104,7 +107,7 @@ def _index_in_process(args, config:HybridConfig, dataset:ImageDataset, path:Path
     index, report = build_index(load_bi_encoder(config), dataset, index=previous, index_type=config.index_type,
                                 cache_dir=embedding_cache_dir(config), memory_budget=_budget(config))
     if not len(index):
-        _report_skipped(dataset.skipped + report.skipped)
+        _report_skipped(dataset.skipped + report.skipped, args.skipped_to)
         raise HybridRetrievalError(f"none of the {len(dataset)} images could be loaded; nothing to index")
     index.save(path, dataset.subset([i for i in dataset.image_ids if i in index]))
     return index, report, f"{report.encoded} encoded, {report.from_cache} from cache"
@@ -144,7 +147,7 @@ def cmd_index(args):
     dataset = _index_gallery(args, config)
     build = _index_on_ray if args.engine == 'ray' else _index_in_process
     index, report, how = build(args, config, dataset, path)
-    _report_skipped(dataset.skipped + report.skipped)
+    _report_skipped(dataset.skipped + report.skipped, args.skipped_to)
     if report.choice: print(f"index type: {report.choice}")
     print(f"indexed {len(index)} images in {path} ({report.added} added, {how}, "
           f"{len(report.skipped) + len(dataset.skipped)} skipped)")
@@ -328,7 +331,7 @@ _COMMANDS = {'index': cmd_index, 'search': cmd_search, 'verify': cmd_verify, 'se
 
 def _fail(e:BaseException, unexpected:bool=False)->int:
     msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-    msg = msg.splitlines()[0] if msg.strip() else type(e).__name__
+    msg = one_line(msg) if msg.strip() else type(e).__name__
     if unexpected: msg = f"unexpected {type(e).__name__}: {msg} (run with --debug for the traceback)"
     print(f"hybrid-retrieval: error: {msg}", file=sys.stderr)
     return 1

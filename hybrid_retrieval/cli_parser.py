@@ -68,6 +68,8 @@ def _index_parser(sub, common):
     _setting_flags(ix, 'index')
     ix.add_argument('--extend', action='store_true',
                     help='add the new images to the existing index instead of rebuilding it')
+    ix.add_argument('--skipped-to', metavar='FILE', help='write every entry skipped (not just the first ten) to FILE, '
+                                                         'one "where<TAB>why" line each')
     _ray_flags(ix)
 
 def _ray_flags(p:argparse.ArgumentParser):

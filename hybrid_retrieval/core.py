@@ -12,8 +12,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['PACKAGE_DIR', 'INDEX_TYPES', 'IVF_TYPES', 'FUSIONS', 'HybridRetrievalError', 'ModelLoadError', 'check_text',
-           'check_positive_int', 'short', 'display_path', 'display_id', 'model_identity', 'same_model', 'Table',
-           'format_table', 'human_bytes']
+           'check_positive_int', 'short', 'one_line', 'display_path', 'display_id', 'model_identity', 'same_model',
+           'Table', 'format_table', 'human_bytes']
 
 # %% ../nbs/00_core.ipynb #da2437d2
 class HybridRetrievalError(Exception):
@@ -43,6 +43,16 @@ _REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 
 def short(value)->str:
     "A repr of `value` of bounded length, however big or deep `value` is"
     return _REPR.repr(value)
+
+# %% ../nbs/00_core.ipynb #c00c0102
+def _cut(m:re.Match)->str:
+    s = m[0]
+    return f"{s[:60]}...{s[-30:]} ({len(s):,} characters)"
+
+def one_line(message:str)->str:
+    "The first line of `message`, with each run of over 300 characters without a space cut to its start and end"
+    first = (str(message).strip().splitlines() or [''])[0]
+    return re.sub(r'\S{301,}', _cut, first)
 
 # %% ../nbs/00_core.ipynb #9a1c0d02
 PACKAGE_DIR = Path(importlib.util.find_spec('hybrid_retrieval').origin).parent   # the installed package's folder

@@ -12,9 +12,9 @@ from pathlib import Path
 from collections.abc import Iterable
 from typing import Callable
 from PIL import Image, ImageDraw
-from .core import short
+from .core import one_line, short
 from .files import atomic_write, read_json, text_lines
-from .images import load_image
+from .images import load_image, text_name, undecodable, OTHER_FORMATS
 
 # %% auto #0
 __all__ = ['log', 'IMAGE_EXTENSIONS', 'KAGGLE_INPUT_VAR', 'SHAPES', 'SAMPLE_COLOURS', 'DATA_SOURCES', 'safe_path', 'ImageDataset',
@@ -122,6 +122,8 @@ def caption_pairs(self:ImageDataset)->list[tuple[str,str]]:
 # %% ../nbs/01_data.ipynb #801e2149
 def add_row(rows, root, image, caption, split=None, meta=None):
     "Accumulate one (image, caption) row into `rows`; returns why it was rejected, or None"
+    for key,v in (('image', image), ('caption', caption), ('split', split)):
+        if v is not None and not isinstance(v, str): return f"{key!r} must be a string, got {short(v)}"
     image = (image or '').strip()
     if not image: return 'no image path'
     if (entry := rows.get(image)) is None:
@@ -135,17 +137,17 @@ def add_row(rows, root, image, caption, split=None, meta=None):
 
 # %% ../nbs/01_data.ipynb #bf943aeb
 def _report_skipped(name:str, skipped:list[tuple[str,str]]):
-    if skipped: log.warning("%s: skipped %d entr%s, e.g. %s: %s", name, len(skipped),
-                            'y' if len(skipped) == 1 else 'ies', *skipped[0])
+    if skipped: log.warning("%s", one_line(f"{name}: skipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'}"
+                                           f", e.g. {skipped[0][0]}: {skipped[0][1]}"))
 
 # %% ../nbs/01_data.ipynb #30e98bcb
 def _dataset_from_rows(rows, root, name, skipped)->ImageDataset:
-    ids = list(rows)
     _report_skipped(name, skipped)
-    return ImageDataset(root, ids, [rows[i]['path'] for i in ids],
-                        captions={i: rows[i]['captions'] for i in ids if rows[i]['captions']},
-                        splits={i: rows[i]['split'] for i in ids if rows[i]['split']},
-                        metadata={i: rows[i]['meta'] for i in ids if rows[i]['meta']},
+    rows = {text_name(i): r for i,r in rows.items()}   # ids are printable text; files keep their real names
+    return ImageDataset(root, list(rows), [r['path'] for r in rows.values()],
+                        captions={i: r['captions'] for i,r in rows.items() if r['captions']},
+                        splits={i: r['split'] for i,r in rows.items() if r['split']},
+                        metadata={i: r['meta'] for i,r in rows.items() if r['meta']},
                         name=name, skipped=skipped)
 
 # %% ../nbs/01_data.ipynb #a68c59e8
@@ -178,14 +180,16 @@ def csv_rows(path:Path, root:Path, rows:dict, skipped:list, required=('image', '
         need = ' and '.join(map(repr, required)) + (' columns' if len(required) > 1 else ' column')
         raise ValueError(f"{path}:1: the header must name the {need}; found {short(cols)}")
     reader.fieldnames = cols
-    try:
-        for rec in reader:
-            where = f'{path.name}:{reader.line_num}'
-            if None in rec: skipped.append((where, 'more fields than the header')); continue
-            meta = {k:v for k,v in rec.items() if k not in ('image', 'caption', 'split') and v not in (None, '')}
-            if why := add_row(rows, root, rec.get('image'), rec.get('caption'), rec.get('split'), meta):
-                skipped.append((where, why))
-    except csv.Error as e: raise ValueError(f"{path}:{reader.line_num}: {e}") from None
+    while True:
+        try: rec = next(reader)
+        except StopIteration: break
+        except csv.Error as e:            # DictReader's own line_num lags behind on an error; its reader's does not
+            skipped.append((f'{path.name}:{reader.reader.line_num}', f'not a CSV row ({e})')); continue
+        where = f'{path.name}:{reader.line_num}'
+        if None in rec: skipped.append((where, 'more fields than the header')); continue
+        meta = {k:v for k,v in rec.items() if k not in ('image', 'caption', 'split') and v not in (None, '')}
+        if why := add_row(rows, root, rec.get('image'), rec.get('caption'), rec.get('split'), meta):
+            skipped.append((where, why))
 
 # %% ../nbs/01_data.ipynb #7b9eaed5
 def load_rows_file(path:str|Path, images_dir:str|Path|None, name:str|None, readers:dict, what:str)->ImageDataset:
@@ -233,17 +237,24 @@ def load_image_folder(folder:str|Path,       # folder holding the images
     folder = Path(folder).expanduser()
     if not folder.is_dir(): raise FileNotFoundError(f"image folder not found: {folder}")
     root, files, skipped = folder.resolve(), [], []
-    for p in sorted(root.rglob('*') if recursive else root.iterdir()):
-        if p.suffix.lower() not in IMAGE_EXTENSIONS or p.name.startswith('.'): continue
+    unreadable = lambda e: skipped.append((e.filename, f'folder cannot be read ({e.strerror})'))
+    walk = os.walk(root, onerror=unreadable)
+    found = (Path(d)/f for d,_,names in walk for f in names) if recursive else root.iterdir()
+    for p in sorted(found):
+        ext = p.suffix.lower()
+        if ext not in IMAGE_EXTENSIONS and ext not in OTHER_FORMATS or p.name.startswith('.'): continue
+        if why := undecodable(ext): skipped.append((str(p), why)); continue
         try: target = p.resolve(strict=True)
         except (OSError, RuntimeError) as e:
-            skipped.append((str(p), 'broken symbolic link' if p.is_symlink() else f'cannot be read ({e})')); continue
+            why = 'broken symbolic link' if p.is_symlink() else f'cannot be read ({e.strerror or e})'
+            skipped.append((str(p), why))
+            continue
         if not target.is_relative_to(root):
             skipped.append((str(p), f'links to {target}, outside the gallery folder {root}')); continue
         if target.is_file(): files.append(p)
     _report_skipped(name or folder.name, skipped)
-    return ImageDataset(root, [p.relative_to(root).as_posix() for p in files], files, name=name or folder.name,
-                        skipped=skipped)
+    return ImageDataset(root, [text_name(p.relative_to(root).as_posix()) for p in files], files,
+                        name=name or folder.name, skipped=skipped)
 
 # %% ../nbs/01_data.ipynb #84794e36
 _KAGGLE_HEADER = ['image_name', 'comment_number', 'comment']
@@ -289,12 +300,16 @@ def read_karpathy_split(path:str|Path)->tuple[dict[str,tuple[str,list[str]]], li
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get('images'), list):
         raise ValueError(f"{path} is not a Karpathy split file: expected a JSON object with an 'images' list")
-    out, skipped = {}, []
+    out, first, skipped = {}, {}, []
     for n,rec in enumerate(data['images']):
         try: fname, split, caps, bad = _karpathy_record(rec)
         except ValueError as e: skipped.append((f'{path.name}: images[{n}]', str(e))); continue
         skipped += [(f'{path.name}: images[{n}].sentences[{k}]', why) for k,why in bad]
-        out[fname] = (split, caps)
+        if fname not in out: out[fname], first[fname] = (split, caps), n; continue
+        was, known = out[fname]                    # named again: keep every caption, and the first record's split
+        out[fname] = (was, known + [c for c in caps if c not in known])
+        if split != was: skipped.append((f'{path.name}: images[{n}]', f"{fname!r} is also images[{first[fname]}]: "
+                                         f"captions merged, split {split!r} ignored for {was!r}"))
     return out, skipped
 
 # %% ../nbs/01_data.ipynb #d55f2252

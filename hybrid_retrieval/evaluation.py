@@ -13,7 +13,7 @@ import numpy as np, torch, transformers, open_clip, faiss
 from tqdm.auto import tqdm
 from . import __version__
 from .core import HybridRetrievalError, check_positive_int, format_table, same_model, FUSIONS
-from .files import atomic_write
+from .files import atomic_write, is_special
 from .device import Timer
 from .data import ImageDataset
 from .bi_encoder import BiEncoder
@@ -350,6 +350,7 @@ def report_files(path:str|Path, overwrite:bool=True)->list[Path]:
     if path.suffix.lower() in ('.csv', '.png'):
         raise ValueError(f"output {path} names the table or figure: name the JSON report (e.g. "
                          f"{path.with_suffix('.json').name}); its .csv table and .png figure are written beside it")
+    if is_special(path): return [path]   # a device or a pipe: the JSON report alone
     files = [path, path.with_suffix('.csv'), path.with_suffix('.png')]
     if not overwrite and (there := [f for f in files[1:] if f.exists()]):
         raise FileExistsError(f"{there[0]} exists and would be replaced: pass --force, or choose another --output")
@@ -359,8 +360,10 @@ def report_files(path:str|Path, overwrite:bool=True)->list[Path]:
 def save_report(report:dict, path:str|Path, overwrite:bool=True)->list[Path]:
     "Write the report as JSON at `path`, with a CSV and a PNG figure beside it; returns the files"
     import matplotlib.pyplot as plt
-    path, table, figure = report_files(path, overwrite)
+    path, *beside = report_files(path, overwrite)
     with atomic_write(path, 'w') as f: json.dump(report, f, indent=2)
+    if not beside: return [path]
+    table, figure = beside
     rows = report_rows(report)
     with atomic_write(table, 'w') as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)

@@ -6,13 +6,13 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/files.html.md"""
 
 # %% ../nbs/00a_files.ipynb #e00a0003
 from __future__ import annotations
-import os, re, sys, json, codecs, shutil, hashlib, logging, tempfile, contextlib
+import os, re, sys, json, codecs, ctypes, shutil, hashlib, logging, tempfile, contextlib
 from pathlib import Path
 from .core import model_identity
 
 # %% auto #0
-__all__ = ['log', 'read_text', 'text_lines', 'read_json', 'clean_leftovers', 'atomic_write', 'check_replaceable', 'atomic_dir',
-           'sha256_file', 'sha256_str', 'quiet_stdout', 'model_dir', 'file_stamp']
+__all__ = ['log', 'read_text', 'text_lines', 'read_json', 'is_special', 'clean_leftovers', 'atomic_write', 'check_replaceable',
+           'atomic_dir', 'sha256_file', 'sha256_str', 'quiet_stdout', 'model_dir', 'file_stamp']
 
 # %% ../nbs/00a_files.ipynb #e0c47d88
 def _not_utf8(line:bytes, pos:int)->str: return f"not UTF-8 text (byte 0x{line[pos]:02x} at column {pos + 1})"
@@ -53,6 +53,12 @@ def _mode_for(path:Path, new:int)->int:
     "The mode a file (new=0o666) or folder (new=0o777) at `path` should get: the one it replaces, else `new` & ~umask"
     try: return path.stat().st_mode & 0o7777
     except OSError: return new & ~_umask()
+
+# %% ../nbs/00a_files.ipynb #e00a0201
+def is_special(path:str|Path)->bool:
+    "Whether `path` exists and is neither a regular file nor a folder: a device, a named pipe, a socket"
+    path = Path(path)
+    return path.exists() and not (path.is_file() or path.is_dir())
 
 # %% ../nbs/00a_files.ipynb #6a2b15ea
 def _alive(pid:int)->bool:
@@ -95,7 +101,12 @@ def _clean_once(folder:Path):
 def atomic_write(path:str|Path, # file to create or replace
                  mode:str='wb'): # 'wb' or 'w'
     "Open a temporary file for writing that replaces `path` only when the block succeeds"
-    path = Path(path)
+    path = Path(os.path.realpath(path) if os.path.islink(path) else path)   # a link: its target is written
+    if is_special(path):                                                     # a device, a pipe: written as they are
+        try:
+            with open(path, mode, **({'encoding': 'utf-8'} if 'b' not in mode else {})) as f: yield f
+        except OSError as e: raise OSError(f"cannot write {path}: {e.strerror or e}") from None
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean_once(path.parent)
     fd,tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.{os.getpid()}-', suffix='.tmp')
@@ -120,6 +131,15 @@ def check_replaceable(path:str|Path, marker:str, kind:str, also:tuple=())->Path:
     raise FileExistsError(f"{path} is not empty and holds no {kind} (no {marker}): refusing to replace it; give a "
                           "new or empty folder")
 
+# %% ../nbs/00a_files.ipynb #e00a0202
+try: _LIBC = ctypes.CDLL(None, use_errno=True)
+except OSError: _LIBC = None
+
+def _exchange(a:Path, b:Path)->bool:
+    "Swap folders `a` and `b` in one step (Linux's `renameat2` with `RENAME_EXCHANGE`); False where the system cannot"
+    swap = getattr(_LIBC, 'renameat2', None)
+    return swap is not None and swap(-100, os.fsencode(a), -100, os.fsencode(b), 2) == 0   # -100: AT_FDCWD
+
 # %% ../nbs/00a_files.ipynb #66915df4
 @contextlib.contextmanager
 def atomic_dir(path:str|Path,         # folder to create or replace as a whole
@@ -135,6 +155,8 @@ def atomic_dir(path:str|Path,         # folder to create or replace as a whole
     try:
         yield tmp
         os.chmod(tmp, _mode_for(path, 0o777))
+        if path.is_dir() and not path.is_symlink() and _exchange(tmp, path):   # readers see the old folder or the new
+            shutil.rmtree(tmp, ignore_errors=True); return
         old = None
         if path.exists():
             old = path.with_name(f'.{path.name}.{os.getpid()}.old')

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .core import HybridRetrievalError, check_text, display_id, FUSIONS
 from .device import Timer
-from .images import load_image
+from .images import ImageLoadError, load_image
 from .data import ImageDataset
 from .bi_encoder import BiEncoder
 from .index import ImageIndex, check_index_model
@@ -123,6 +123,7 @@ class HybridSearchEngine:
         if cross_encoder is not None and self.config.cross_batch_size is not None:
             cross_encoder.batch_size = self.config.cross_batch_size
         self._cache,self._cache_state,self._missing,self._itc = OrderedDict(),None,set(),{}   # _itc: shared by variants
+        self._broken = set()                              # ids whose file stopped decoding since it was indexed
         self._no_stage2 = 'no cross-encoder configured'   # the fallback reason when stage 2 is absent
 
     def __repr__(self):
@@ -149,6 +150,7 @@ def _meta(self:HybridSearchEngine, image_id:str)->dict:
 def _present(self:HybridSearchEngine, image_id:str)->bool:
     "Whether the image's file is still there; a missing one is reported once per engine"
     path = self.dataset.path(image_id)
+    if image_id in self._broken: return False           # its file stopped decoding: reported when it was found
     if path.is_file(): return True
     if image_id not in self._missing:
         self._missing.add(image_id)
@@ -295,6 +297,20 @@ def rerank_pairs(self:HybridSearchEngine, query:str, candidates:list[tuple[str,f
     "Stage 2 for one text query: re-rank `candidates` and keep the best `k2` (image id, score) pairs"
     return [(r.image_id, r.score) for r in self.rerank(query, candidates, k2)]
 
+# %% ../nbs/05_hybrid_search.ipynb #e05b0101
+@patch
+def _rerank_loadable(self:HybridSearchEngine, query, candidates:list[tuple[str,float]], query_type:str):
+    "`rerank` and the candidates it ranked; one whose file no longer decodes is dropped and reported, not stage 2"
+    while candidates:
+        try: return self.rerank(query, candidates, None, query_type), candidates
+        except ImageLoadError as e:
+            bad = {i for i,_ in candidates if str(self.dataset.path(i)) == e.path}
+            if not bad: raise                      # the query image itself: stage 2 cannot run
+            self._broken |= bad
+            log.warning("image %r cannot be loaded any more (%s): left out of the results", min(bad), e.reason)
+            candidates = [c for c in candidates if c[0] not in bad]
+    return [], []
+
 # %% ../nbs/05_hybrid_search.ipynb #89987237
 @patch
 def _search_one(self:HybridSearchEngine, query, label:str, query_type:str, candidates, k1:int, k2:int,
@@ -304,8 +320,9 @@ def _search_one(self:HybridSearchEngine, query, label:str, query_type:str, candi
     with Timer(getattr(self.cross_encoder, 'device', None)) as t2:
         if self.cross_encoder is None: reason = self._no_stage2
         else:
-            try: ranked = (self.rerank(query, candidates, None, query_type) if scores is None
-                           else self._finish(candidates, len(candidates), *scores))
+            try:
+                if scores is None: ranked, candidates = self._rerank_loadable(query, candidates, query_type)
+                else: ranked = self._finish(candidates, len(candidates), *scores)
             except Exception as e:
                 reason = f'{type(e).__name__}: {e}'
                 log.warning("stage 2 failed for %r (%s); returning the CLIP ranking", label, reason)

@@ -6,14 +6,16 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/images.html.md"""
 
 # %% ../nbs/00c_images.ipynb #e00c0003
 from __future__ import annotations
-import io, math, threading, warnings
+import io, re, math, functools, threading, warnings, contextlib
 from pathlib import Path
 import numpy as np
+import PIL
 from PIL import Image, ImageOps, UnidentifiedImageError
 from .core import HybridRetrievalError
 
 # %% auto #0
-__all__ = ['DEFAULT_MAX_PIXELS', 'MAX_IMAGE_PIXELS', 'ImageLoadError', 'to_rgb', 'load_image', 'decode_image']
+__all__ = ['DEFAULT_MAX_PIXELS', 'MAX_IMAGE_PIXELS', 'MAX_ASPECT', 'OTHER_FORMATS', 'ImageLoadError', 'to_rgb', 'load_image',
+           'decode_image', 'undecodable', 'text_name']
 
 # %% ../nbs/00c_images.ipynb #9fb64bfe
 class ImageLoadError(HybridRetrievalError):
@@ -25,6 +27,7 @@ class ImageLoadError(HybridRetrievalError):
 # %% ../nbs/00c_images.ipynb #cca25324
 DEFAULT_MAX_PIXELS = 178_956_970   # Pillow's own decompression-bomb limit (2 x PIL.Image.MAX_IMAGE_PIXELS)
 MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS   # the limit in force: set by a configuration's data.max_pixels
+MAX_ASPECT = 50                         # longest side / shortest side: a 1 x 100,000 strip is refused, panoramas pass
 _PILLOW_LIMIT = threading.Lock()
 
 def _open_image(path:Path)->Image.Image:
@@ -39,6 +42,9 @@ def _open_image(path:Path)->Image.Image:
 def _within_limit(img:Image.Image, limit:int, path)->Image.Image:
     "`img` if it has at most `limit` pixels; a big JPEG set to decode reduced (`draft`); else refused before decoding"
     w, h = img.size
+    if max(w, h) > MAX_ASPECT * max(1, min(w, h)):   # models resize the short side: 1 x 100,000 -> 224 x 22,400,000
+        raise ImageLoadError(path, f"{w}x{h} is over {MAX_ASPECT} times longer than wide: resized for a model it "
+                                   "would take gigabytes")
     if w * h <= limit: return img
     if img.format == 'JPEG':
         scale = min(8, 2 ** math.ceil(math.log2(math.sqrt(w * h / limit))))
@@ -91,3 +97,24 @@ def decode_image(data:bytes, name:str='<bytes>', max_pixels:int|None=None)->Imag
     "Decode an image held in memory as RGB, with `load_image`'s checks; errors name it `name`"
     if not data: raise ImageLoadError(name, 'file is empty (0 bytes)')
     return _decode(io.BytesIO(data), name, max_pixels)
+
+# %% ../nbs/00c_images.ipynb #e00c0204
+OTHER_FORMATS = {'.avif': 'AVIF', '.heic': 'HEIF', '.heif': 'HEIF'}   # photo formats a Pillow may or may not decode
+
+@functools.cache
+def undecodable(suffix:str)->str|None:
+    "Why the installed Pillow cannot decode files ending in `suffix` (AVIF, HEIC), or None when it can"
+    if (fmt := OTHER_FORMATS.get(suffix.lower())) is None: return None
+    if fmt == 'HEIF':
+        with contextlib.suppress(ImportError): __import__('pillow_heif').register_heif_opener()
+    Image.init()
+    if fmt in Image.OPEN: return None
+    return f"{fmt} is not decoded by Pillow {PIL.__version__}: " + (
+        'pip install pillow-heif' if fmt == 'HEIF' else 'Pillow 11.3 or newer decodes it')
+
+# %% ../nbs/00c_images.ipynb #e00c0207
+def text_name(name:str)->str:
+    "`name` as printable text: bytes that are not UTF-8 and control characters (a newline) as backslash escapes"
+    try: s = name.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
+    except UnicodeEncodeError: s = name.encode('utf-8', 'backslashreplace').decode()
+    return re.sub(r'[\x00-\x1f\x7f]', lambda m: repr(m[0])[1:-1], s)

@@ -19,7 +19,7 @@ from .data import ImageDataset
 from .bi_encoder import BiEncoder
 from .embeddings import EmbeddingCache
 from .index_files import (IndexLoadError, ShardRows, INDEX_FOLDER, write_manifest, read_manifest,
-                                          read_faiss, verified_shards)
+                                          read_faiss, read_settled, verified_shards)
 
 # %% auto #0
 __all__ = ['log', 'INDEX_PARAMS', 'FLAT_MAX', 'REFINE', 'ivf_nlist', 'ImageIndex', 'default_memory_budget', 'IndexChoice',
@@ -232,8 +232,7 @@ def load(cls:ImageIndex, path:str|Path,
          use_gpu:bool|None=None)->ImageIndex:
     "Load an index saved with `ImageIndex.save`, verifying its checksums and model"
     path = Path(path).expanduser()
-    m = read_manifest(path)
-    index = read_faiss(path, m)
+    m, index = read_settled(path, lambda p: (m := read_manifest(p), read_faiss(p, m)))
     if dim is not None and dim != m['dim']:
         raise IndexLoadError(f"{path} holds {m['dim']}-dimensional embeddings (model {m.get('model_id')!r}) but the "
                              f"queries are {dim}-dimensional; rebuild the index with this model")
@@ -325,21 +324,22 @@ def build_index(bi_encoder:BiEncoder, dataset:ImageDataset,
                 memory_budget:int|None=None,   # bytes, for index_type='auto'
                 **params)->tuple[ImageIndex,IndexReport]:
     "Encode `dataset`'s images that are not yet indexed and add them to `index`"
-    choice = choose_index(len(dataset), bi_encoder.dim, memory_budget, on_disk=False) if index_type == 'auto' else None
     if index is not None: check_index_model(bi_encoder, index)
-    elif choice: index = ImageIndex(bi_encoder.dim, choice.index_type, bi_encoder.model_id, **(choice.params | params))
-    else: index = ImageIndex(bi_encoder.dim, index_type, bi_encoder.model_id, **params)
-    todo = [i for i in dataset.image_ids if i not in index]
+    todo = [i for i in dataset.image_ids if index is None or i not in index]
     cache = EmbeddingCache(cache_dir, bi_encoder.model_id) if cache_dir is not None else None
     cached = cache.get(dataset, todo) if cache else {}
     enc = bi_encoder.encode_gallery(dataset, [i for i in todo if i not in cached])
     if cache is not None and enc.image_ids: cache.put(dataset, enc.image_ids, enc.embeddings)
     new = dict(zip(enc.image_ids, enc.embeddings)) | cached
     ids = [i for i in todo if i in new]
+    choice = None                          # a new index's type: chosen from the images that loaded, not those listed
+    if index is None and index_type == 'auto': choice = choose_index(len(ids), bi_encoder.dim, memory_budget, False)
+    if index is None: index = ImageIndex(bi_encoder.dim, choice.index_type if choice else index_type,
+                                         bi_encoder.model_id, **((choice.params if choice else {}) | params))
     if ids: index.add(ids, np.stack([new[i] for i in ids]))
     report = IndexReport(added=len(ids), encoded=len(enc.image_ids) + len(enc.skipped), from_cache=len(cached),
                          already_indexed=len(dataset) - len(todo), skipped=enc.skipped,
-                         choice=choice.reason if choice and index.ids == ids else '')
+                         choice=choice.reason if choice else '')
     log.info("%s", report)
     return index, report
 

@@ -15,7 +15,7 @@ from .data import ImageDataset, save_captions_file, load_captions_file
 
 # %% auto #0
 __all__ = ['INDEX_FORMAT_VERSION', 'MANIFEST_FIELDS', 'INDEX_FOLDER', 'IndexLoadError', 'write_manifest', 'read_manifest',
-           'read_faiss', 'load_gallery', 'index_exists', 'ShardRows', 'verified_shards']
+           'read_faiss', 'read_settled', 'load_gallery', 'index_exists', 'ShardRows', 'verified_shards']
 
 # %% ../nbs/02c_index_files.ipynb #d1a3ce97
 class IndexLoadError(HybridRetrievalError):
@@ -109,10 +109,25 @@ def read_faiss(path:Path, m:dict):
                              f"index.faiss holds {index.ntotal} of dim {index.d}")
     return index
 
+# %% ../nbs/02c_index_files.ipynb #e2c00102
+def _folder_id(path:Path)->tuple|None:
+    try: st = path.stat(); return (st.st_dev, st.st_ino)
+    except OSError: return None
+
+def read_settled(path:Path, read, tries:int=5):
+    "`read(path)`, again if the folder at `path` was replaced while it was read (rebuilt in place by another process)"
+    for n in range(tries):
+        before = _folder_id(path)
+        try: return read(path)
+        except (IndexLoadError, OSError):
+            if n == tries - 1 or _folder_id(path) == before: raise
+
 # %% ../nbs/02c_index_files.ipynb #706208ab
 def load_gallery(path:str|Path)->ImageDataset:
     "The gallery saved with an index folder by `ImageIndex.save(path, dataset)`, verified against its manifest"
-    path = Path(path).expanduser()
+    return read_settled(Path(path).expanduser(), _load_gallery)
+
+def _load_gallery(path:Path)->ImageDataset:
     m = read_manifest(path)
     if not (path/'gallery.json').is_file():
         raise IndexLoadError(f"{path} holds no gallery: save the index with its dataset (index.save(path, dataset))")

@@ -21,10 +21,11 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, create_model
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 from starlette.formparsers import MultiPartException, MultiPartParser
 from fastcore.basics import patch_to
 import hybrid_retrieval
-from .core import HybridRetrievalError, check_text, short, FUSIONS
+from .core import HybridRetrievalError, check_text, one_line, short, FUSIONS
 from .images import ImageLoadError, decode_image, load_image
 from .settings import SETTINGS, Setting
 from .hybrid_search import HybridSearchEngine, SearchResponse
@@ -167,7 +168,7 @@ class RequestError(HybridRetrievalError):
         super().__init__(message)
 
 def _reply(status:int, message:str)->JSONResponse:
-    return JSONResponse({'detail': (message.strip().splitlines() or [''])[0]}, status_code=status)
+    return JSONResponse({'detail': one_line(message)}, status_code=status)
 
 # %% ../nbs/09_server.ipynb #0064f153
 _TAGS = re.compile(r'^(query|body|path|str|int|float|bool|[a-z]+\[.*\])$')   # not names: where and union branch tags
@@ -185,10 +186,21 @@ def _unexpected(request:Request, e:Exception)->JSONResponse:
     return _reply(500, f"internal error ({type(e).__name__}); the server's log has the details")
 
 # %% ../nbs/09_server.ipynb #e531c6e9
+def _public(request:Request, message:str)->str:
+    "`message` without the server's folders: a gallery image by its id, the home folder as ~"
+    root, home = str(request.app.state.engine.dataset.root), str(Path.home())
+    message = message.replace(root + os.sep, '').replace(root, '.')
+    return message.replace(home, '~') if len(home) > 1 else message
+
+def _hung_up(request:Request, e:ClientDisconnect)->Response:
+    log.warning("%s %s: the client hung up before its request was read", request.method, request.url.path)
+    return Response(status_code=400)
+
 def _add_error_handlers(app:FastAPI):
-    app.add_exception_handler(RequestError, lambda request, e: _reply(e.status, str(e)))
+    app.add_exception_handler(RequestError, lambda request, e: _reply(e.status, _public(request, str(e))))
     for kind in (HybridRetrievalError, ValueError):
-        app.add_exception_handler(kind, lambda request, e: _reply(422, str(e)))
+        app.add_exception_handler(kind, lambda request, e: _reply(422, _public(request, str(e))))
+    app.add_exception_handler(ClientDisconnect, _hung_up)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(Exception, _unexpected)
 

@@ -6,25 +6,25 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/settings.html.md"""
 
 # %% ../nbs/04a_settings.ipynb #7d4fe973
 from __future__ import annotations
-import copy, numbers, warnings
+import os, re, copy, numbers, warnings
 from dataclasses import dataclass
 from typing import Callable
 from fastcore.basics import patch
 from .core import check_positive_int, short, FUSIONS, INDEX_TYPES
 
 # %% auto #0
-__all__ = ['SETTINGS', 'Setting', 'allowed_values', 'check_setting', 'check_k', 'register_setting', 'unregister_setting',
-           'settings_table', 'SettingValues', 'put_key', 'upgrade_keys']
+__all__ = ['SETTINGS', 'Setting', 'expand_env', 'allowed_values', 'check_setting', 'check_k', 'register_setting',
+           'unregister_setting', 'settings_table', 'SettingValues', 'put_key', 'upgrade_keys']
 
 # %% ../nbs/04a_settings.ipynb #aa86f1a5
-_TYPES = {'int': int, 'float': float, 'bool': bool, 'str': str}
+_TYPES = {'int': int, 'float': float, 'bool': bool, 'str': str, 'path': str}   # a path: `$VAR` expanded
 
 @dataclass(frozen=True)
 class Setting:
     "One setting, declared once: its name everywhere, its YAML key, type, default, allowed values and help"
     name:str                          # the one spelling: engine attribute, `--flag-name`, query parameter
     key:str                           # where it lives under `hybrid_search` in the YAML, e.g. 'stage1.k1'
-    type:str                          # 'int', 'float', 'bool' or 'str', with '|None' when null is allowed
+    type:str                          # 'int', 'float', 'bool', 'str' or 'path', with '|None' when null is allowed
     default:object
     help:str                          # one line
     allowed:tuple|Callable|None=None  # the values it may take; a callable returns them when a value is checked
@@ -49,11 +49,23 @@ def _type_ok(value, hint:str)->bool:
     if isinstance(value, bool): return 'bool' in hint
     if 'int' in hint and isinstance(value, numbers.Integral): return True     # numpy's integers too
     if 'float' in hint and isinstance(value, numbers.Real): return True
-    return 'str' in hint and isinstance(value, str)
+    return ('str' in hint or 'path' in hint) and isinstance(value, str)
 
 def _expected(hint:str)->str:
-    names = {'int': 'an integer', 'float': 'a number', 'bool': 'true or false', 'str': 'a string', 'None': 'null'}
+    names = {'int': 'an integer', 'float': 'a number', 'bool': 'true or false', 'str': 'a string', 'path': 'a path',
+             'None': 'null'}
     return ' or '.join(names[t.strip()] for t in hint.split('|'))
+
+# %% ../nbs/04a_settings.ipynb #e4a00102
+_VAR = re.compile(r'\$(\w+|\{[^}]*\})')
+
+def expand_env(value:str, where:str)->str:
+    "`value` with each `$VAR` / `${VAR}` replaced from the environment; an unset one raises ValueError naming `where`"
+    def var(m:re.Match)->str:
+        if (name := m[1].strip('{}')) not in os.environ:
+            raise ValueError(f"{where}: ${name} is not set in the environment (in {short(value)})")
+        return os.environ[name]
+    return _VAR.sub(var, value)
 
 # %% ../nbs/04a_settings.ipynb #76af30c3
 def allowed_values(s:Setting)->tuple|None:
@@ -67,6 +79,7 @@ def check_setting(s:Setting, value, where:str|None=None):
     if value is None: return None
     if s.pytype is int: value = check_positive_int(value, where)   # a numpy integer as an int
     if s.pytype is float: value = float(value)
+    if s.type.startswith('path'): value = expand_env(value, where)
     if s.unit and not 0 <= value <= 1: raise ValueError(f"{where} must be between 0 and 1, got {value}")
     allowed = allowed_values(s)
     if allowed is not None and (s.compare or (lambda v: v))(value) not in allowed:
@@ -143,7 +156,7 @@ for _s in [
             "int8 (torch.ao): faster; scores move slightly"),
     Setting('score_kind', 'stage2.score', 'str|None', None, "the cross-encoder's score; null: the backend's default",
             allowed=_score_kinds, engine=True),
-    Setting('features_dir', 'stage2.features_dir', 'str|None', None, "persist the cross-encoder's vision features "
+    Setting('features_dir', 'stage2.features_dir', 'path|None', None, "persist the cross-encoder's vision features "
             "here; null: memory only"),
     Setting('store_kv', 'stage2.store_kv', 'bool', False, "ITM: store images' cross-attention keys and values too "
             "(faster, 7-25x space)"),
@@ -161,7 +174,7 @@ for _s in [
     Setting('show_progress', 'performance.show_progress', 'bool', True, 'progress bars', engine=True),
     Setting('threads', 'performance.threads', 'int|None', None, "torch's CPU threads; null: the cores this process "
             "may use", cli=('config', 'demo', 'toy-train')),
-    Setting('index_path', 'index.path', 'str|None', None, 'the index folder; null: <cache dir>/index',
+    Setting('index_path', 'index.path', 'path|None', None, 'the index folder; null: <cache dir>/index',
             cli=('config',), old_flags=('--index',)),
     Setting('index_type', 'index.type', 'str', 'auto', "the FAISS index; 'auto': from the gallery's size and "
             "memory_budget_mb", allowed=('auto',) + INDEX_TYPES, cli=('index',), old_flags=('--type',)),
@@ -169,12 +182,12 @@ for _s in [
             'memory-mapped', cli=('index',)),
     Setting('memory_budget_mb', 'index.memory_budget_mb', 'int|None', None, "what index_type 'auto' may put in "
             "memory; null: half this machine's memory", cli=('index',)),
-    Setting('embedding_cache', 'index.embedding_cache', 'str|None', None, 'the CLIP embedding cache folder; null: '
+    Setting('embedding_cache', 'index.embedding_cache', 'path|None', None, 'the CLIP embedding cache folder; null: '
             '<cache dir>/embeddings'),
     Setting('data_source', 'data.source', 'str|None', None, "a registered data source ('folder', 'captions', ...); "
             "null: none", allowed=_data_sources),
-    Setting('data_path', 'data.path', 'str|None', None, 'the folder or file, or where a generated set goes'),
-    Setting('images_dir', 'data.images_dir', 'str|None', None, "'captions': the folder image paths are relative to"),
+    Setting('data_path', 'data.path', 'path|None', None, 'the folder or file, or where a generated set goes'),
+    Setting('images_dir', 'data.images_dir', 'path|None', None, "'captions': the folder image paths are relative to"),
     Setting('split', 'data.split', 'str|None', None, "index only this split ('train', 'val', 'test')", cli=('index',)),
     Setting('max_pixels', 'data.max_pixels', 'int|None', None, 'images above this are decoded reduced (JPEG) or '
             'skipped; null: 178,956,970', cli=('config',)),

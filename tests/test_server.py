@@ -208,3 +208,30 @@ def test_a_shared_link_reloads_the_search(server, browser):
     page.fill('#q', '   '); page.press('#q', 'Enter')
     page.wait_for_selector('#error:not([hidden])')
     assert page.inner_text('#error') == 'q is empty'
+
+
+def test_a_broken_gallery_image_is_named_by_its_id_not_the_servers_path(server, client):
+    c, engine = client
+    _, gallery, _ = server
+    name = captions(gallery)[0]['image']
+    saved = (gallery/name).read_bytes()
+    try:
+        (gallery/name).write_bytes(b'not a picture')
+        reply = c.get('/api/search/image', params={'id': name})
+    finally: (gallery/name).write_bytes(saved)
+    assert (reply.status_code, reply.json()) == (422, {'detail': f'cannot load image {name}: not an image file'})
+    assert str(gallery) not in reply.text
+
+
+def test_a_client_that_hangs_up_mid_upload_is_one_log_line(server):
+    base, _, tmp = server
+    port = int(base.rsplit(':', 1)[1])
+    with socket.create_connection(('127.0.0.1', port)) as s:
+        s.sendall(b'POST /api/search/image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n'
+                  b'Content-Length: 50000\r\n\r\n--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n')
+    log, deadline = tmp/'server.log', time.time() + 20
+    while 'hung up' not in log.read_text() and time.time() < deadline: time.sleep(0.2)
+    text = log.read_text()
+    assert [l for l in text.splitlines() if 'hung up' in l] == [
+        'hybrid-retrieval: WARNING: POST /api/search/image: the client hung up before its request was read'], text
+    assert 'Traceback' not in text and 'ClientDisconnect' not in text, text
