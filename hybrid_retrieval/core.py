@@ -49,6 +49,7 @@ def _cut(m:re.Match)->str:
     s = m[0]
     return f"{s[:60]}...{s[-30:]} ({len(s):,} characters)"
 
+# %% ../nbs/00_core.ipynb #77f91c78
 def one_line(message:str)->str:
     "The first line of `message`, with each run of over 300 characters without a space cut to its start and end"
     first = (str(message).strip().splitlines() or [''])[0]

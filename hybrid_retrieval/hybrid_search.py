@@ -219,6 +219,11 @@ def _k_itm(self:HybridSearchEngine)->int|None:
     return self.config.k_itm if ce is not None and 'itc' in ce.score_kinds else None
 
 @patch
+def _score_kind(self:HybridSearchEngine)->str:
+    "The cross-encoder score stage 2 ranks by (a search's `stage2_score`): the ITM logit under 'sum' fusion"
+    return 'itm_logit' if self.config.fusion == 'sum' else self.config.score_kind or self.cross_encoder.score_kinds[0]
+
+@patch
 def pair_scores(self:HybridSearchEngine, texts:list[str], images:list,
                 sizes:list[int]|None=None)->list[tuple[np.ndarray, np.ndarray|None]]:
     "Per group of pairs (`sizes`; None: one): stage-2 scores of (texts[i], images[i]), NaN past the ITM shortlist; ITC"
@@ -230,9 +235,8 @@ def pair_scores(self:HybridSearchEngine, texts:list[str], images:list,
            else [None] * len(sizes))
     at = [start + (shortlist(s, k_itm) if cascade else np.arange(n)) for start,n,s in zip(np.r_[0, cuts], sizes, itc)]
     at = np.concatenate(at).astype(int)
-    kind = 'itm_logit' if c.fusion == 'sum' else c.score_kind or ce.score_kinds[0]
     cross = np.full(len(texts), np.nan, np.float32)
-    cross[at] = ce.score_pairs([texts[j] for j in at], [images[j] for j in at], kind)
+    cross[at] = ce.score_pairs([texts[j] for j in at], [images[j] for j in at], self._score_kind())
     return list(zip(np.split(cross, cuts), itc))
 
 # %% ../nbs/05_hybrid_search.ipynb #5b3510fd

@@ -101,6 +101,7 @@ def decode_image(data:bytes, name:str='<bytes>', max_pixels:int|None=None)->Imag
 # %% ../nbs/00c_images.ipynb #e00c0204
 OTHER_FORMATS = {'.avif': 'AVIF', '.heic': 'HEIF', '.heif': 'HEIF'}   # photo formats a Pillow may or may not decode
 
+# %% ../nbs/00c_images.ipynb #f72b1371
 @functools.cache
 def undecodable(suffix:str)->str|None:
     "Why the installed Pillow cannot decode files ending in `suffix` (AVIF, HEIC), or None when it can"

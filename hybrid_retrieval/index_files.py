@@ -114,6 +114,7 @@ def _folder_id(path:Path)->tuple|None:
     try: st = path.stat(); return (st.st_dev, st.st_ino)
     except OSError: return None
 
+# %% ../nbs/02c_index_files.ipynb #2ca7ec41
 def read_settled(path:Path, read, tries:int=5):
     "`read(path)`, again if the folder at `path` was replaced while it was read (rebuilt in place by another process)"
     for n in range(tries):

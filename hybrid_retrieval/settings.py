@@ -59,6 +59,7 @@ def _expected(hint:str)->str:
 # %% ../nbs/04a_settings.ipynb #e4a00102
 _VAR = re.compile(r'\$(\w+|\{[^}]*\})')
 
+# %% ../nbs/04a_settings.ipynb #8fd7326f
 def expand_env(value:str, where:str)->str:
     "`value` with each `$VAR` / `${VAR}` replaced from the environment; an unset one raises ValueError naming `where`"
     def var(m:re.Match)->str:
