@@ -6,15 +6,17 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/batching.html.md"""
 
 # %% ../nbs/03b_batching.ipynb #e3b10003
 from __future__ import annotations
-import logging
+import collections, logging, queue, threading, time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Callable
 import torch
 from tqdm.auto import tqdm
-from fastcore.basics import patch
+from fastcore.basics import patch, patch_to
 from .core import HybridRetrievalError
 
 # %% auto #0
-__all__ = ['log', 'PROBE_BATCH', 'CPU_BATCH', 'fit_batch', 'Batcher']
+__all__ = ['log', 'PROBE_BATCH', 'CPU_BATCH', 'fit_batch', 'Batcher', 'EngineWorker']
 
 # %% ../nbs/03b_batching.ipynb #e3b10005
 log = logging.getLogger(__name__)
@@ -83,3 +85,75 @@ def run(self:Batcher, n:int, run:Callable, desc:str,   # `run(start, end)` does 
         bar.update(batch); start += batch
     bar.close()
     return out
+
+# %% ../nbs/03b_batching.ipynb #ce1275ce
+@dataclass
+class _Job:
+    run:Callable[[list], list]    # items -> one result per item
+    item:object
+    group:object                  # jobs with the same non-None group may share one `run`
+    future:Future=field(default_factory=Future)
+    queued:float=field(default_factory=time.perf_counter)
+
+# %% ../nbs/03b_batching.ipynb #755e41f2
+class EngineWorker:
+    "The one thread that runs searches; jobs of one group that arrive together run as one call"
+    def __init__(self, max_batch:int=32, wait_ms:float=5.0):
+        if max_batch < 1: raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if wait_ms < 0: raise ValueError(f"wait_ms must not be negative, got {wait_ms}")
+        self.max_batch,self.wait_s = max_batch,wait_ms / 1000
+        self.batches = collections.deque(maxlen=1000)   # sizes of the latest engine calls
+        self._queue,self._stopping = queue.Queue(),False
+        self._thread = threading.Thread(target=self._loop, name='hybrid-retrieval-engine', daemon=True)
+        self._thread.start()
+
+    def submit(self, run:Callable[[list], list], item, group=None)->Future:
+        "Schedule `run([item, ...])`; the future's result is `(result, {'batch': n, 'queued_s': s})`"
+        if self._stopping: raise HybridRetrievalError('the server is shutting down')
+        job = _Job(run, item, group)
+        self._queue.put(job)
+        return job.future
+
+    def close(self, timeout:float=30):
+        "Finish the queued jobs, then stop the thread"
+        self._stopping = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+# %% ../nbs/03b_batching.ipynb #27797488
+@patch_to(EngineWorker)
+def _gather(self, first:_Job, held:list)->list[_Job]:
+    "`first` and the jobs of its group that arrive within the wait; other jobs go to `held`"
+    jobs, deadline = [first], time.perf_counter() + self.wait_s
+    if first.group is not None:   # jobs of its group held back in an earlier round come first
+        same = [j for j in held if j is not None and j.group == first.group][:self.max_batch - 1]
+        held[:] = [j for j in held if not any(j is s for s in same)]
+        jobs += same
+    while first.group is not None and len(jobs) < self.max_batch:
+        try: job = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
+        except queue.Empty: break
+        if job is not None and job.group == first.group: jobs.append(job)
+        else: held.append(job)
+    return jobs
+
+# %% ../nbs/03b_batching.ipynb #30a987d7
+@patch_to(EngineWorker)
+def _loop(self):
+    held = []
+    while True:
+        first = held.pop(0) if held else self._queue.get()
+        if first is None: return
+        jobs = [j for j in self._gather(first, held) if j.future.set_running_or_notify_cancel()]
+        if jobs: self._run(jobs)
+
+# %% ../nbs/03b_batching.ipynb #9febca79
+@patch_to(EngineWorker)
+def _run(self, jobs:list[_Job]):
+    started = time.perf_counter()
+    try: results = jobs[0].run([j.item for j in jobs])
+    except Exception as e:
+        if len(jobs) == 1: return jobs[0].future.set_exception(e)
+        for j in jobs: self._run([j])
+        return
+    self.batches.append(len(jobs))
+    for j,r in zip(jobs, results): j.future.set_result((r, {'batch': len(jobs), 'queued_s': started - j.queued}))

@@ -6,17 +6,18 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/rerank.html.md"""
 
 # %% ../nbs/05b_rerank.ipynb #1e113147
 from __future__ import annotations
+import base64, binascii
 from pathlib import Path
 import numpy as np
 from PIL import Image
 from fastcore.basics import patch
-from .core import check_positive_int, check_text
+from .core import HybridRetrievalError, check_positive_int, check_text, short
 from .images import decode_image
 from .cross_encoder import CrossEncoder
 from .hybrid_search import HybridSearchEngine
 
 # %% auto #0
-__all__ = ['rerank_scores', 'ranked']
+__all__ = ['MAX_DOCUMENTS', 'rerank_scores', 'ranked', 'TooLarge', 'rerank_item', 'rerank_request']
 
 # %% ../nbs/05b_rerank.ipynb #af20c699
 def _image(item, where:str):
@@ -26,22 +27,25 @@ def _image(item, where:str):
     raise TypeError(f"{where}: expected a file path, a PIL image or bytes, got {type(item).__name__}")
 
 # %% ../nbs/05b_rerank.ipynb #edf45798
+def _mode(job:tuple)->str: return job[2] if len(job) > 2 else 't2i' if isinstance(job[0], str) else 'i2i'
+
+def _split(values:np.ndarray, sizes:list[int])->list[np.ndarray]: return np.split(values, np.cumsum(sizes)[:-1])
+
+# %% ../nbs/05b_rerank.ipynb #e05b0201
 def rerank_scores(ce:CrossEncoder,           # the cross-encoder
-                  jobs:list[tuple],         # (query, images): a text, or an image (Path, PIL, bytes), and its images
-                  kind:str|None=None)->list[np.ndarray]: # text queries' score kind; None: the cross-encoder's default
-    "Each job's scores of its images, from one cross-encoder call per kind of query"
-    out = [None] * len(jobs)
-    texts = [n for n,(q,_) in enumerate(jobs) if isinstance(q, str)]
-    if texts:
-        q = [check_text(jobs[n][0], 'query') for n in texts for _ in jobs[n][1]]
-        scores = ce.score_pairs(q, [im for n in texts for im in jobs[n][1]], kind)
-        for n,s in zip(texts, np.split(scores, np.cumsum([len(jobs[n][1]) for n in texts])[:-1])): out[n] = s
-    if pics := [n for n in range(len(jobs)) if out[n] is None]:
-        emb = ce.image_embeddings([im for n in pics for im in (jobs[n][0], *jobs[n][1])])
-        start = 0
-        for n in pics:
-            k = len(jobs[n][1])
-            out[n], start = emb[start + 1:start + 1 + k] @ emb[start], start + 1 + k
+                  jobs:list[tuple],         # (query, items) or (query_image, texts, 'i2t')
+                  kind:str|None=None)->list[np.ndarray]: # text-image score kind; None: the cross-encoder's default
+    "Each job's scores of its items, from one cross-encoder call per kind of job"
+    out, modes = [None] * len(jobs), [_mode(j) for j in jobs]
+    pairs = [n for n,m in enumerate(modes) if m in ('t2i', 'i2t')]
+    if pairs:
+        texts = [t for n in pairs for t in ([jobs[n][0]] * len(jobs[n][1]) if modes[n] == 't2i' else jobs[n][1])]
+        images = [im for n in pairs for im in (jobs[n][1] if modes[n] == 't2i' else [jobs[n][0]] * len(jobs[n][1]))]
+        for n,s in zip(pairs, _split(ce.score_pairs(texts, images, kind), [len(jobs[n][1]) for n in pairs])): out[n] = s
+    if pics := [n for n,m in enumerate(modes) if m == 'i2i']:
+        emb = _split(ce.image_embeddings([im for n in pics for im in (jobs[n][0], *jobs[n][1])]),
+                     [1 + len(jobs[n][1]) for n in pics])
+        for n,e in zip(pics, emb): out[n] = e[1:] @ e[0]
     return out
 
 # %% ../nbs/05b_rerank.ipynb #33e3f0e1
@@ -70,12 +74,107 @@ def rank(self:CrossEncoder,
     if not isinstance(query, str): query = _image(query, 'query')
     return ranked(rerank_scores(self, [(query, items)], kind)[0], top_k)
 
+# %% ../nbs/05b_rerank.ipynb #e05b0302
+MAX_DOCUMENTS = 100   # documents in one re-rank request
+
+class TooLarge(HybridRetrievalError):
+    "A document above the size limit (the server answers 413)"
+
+# %% ../nbs/05b_rerank.ipynb #e05b0303
+def _bytes(data, where:str, limit:int)->bytes:
+    "The bytes of an image sent as bytes or base64 text, refused above `limit` before decoding"
+    if isinstance(data, str):
+        if len(data) // 4 * 3 > limit: raise TooLarge(f"{where} is larger than the limit of {limit / 2**20:.3g} MB")
+        try: data = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError): raise ValueError(f"{where} is not valid base64") from None
+    if not isinstance(data, (bytes, bytearray)): raise ValueError(f"{where} must be base64 text, got {short(data)}")
+    if len(data) > limit: raise TooLarge(f"{where} is larger than the limit of {limit / 2**20:.3g} MB")
+    return bytes(data)
+
+# %% ../nbs/05b_rerank.ipynb #e05b0304
+def _url_image(url, where:str, limit:int)->bytes:
+    "The bytes of a base64 `data:` URL; any other URL is refused, since this project fetches nothing"
+    if not isinstance(url, str) or not url.startswith('data:'):
+        raise ValueError(f"{where}: only data: URLs are accepted (images are not fetched), got {short(url)}")
+    head, sep, data = url.partition(',')
+    if not sep or not head.endswith(';base64'):
+        raise ValueError(f"{where}: expected a base64 data URL such as data:image/png;base64,...")
+    return _bytes(data, where, limit)
+
+# %% ../nbs/05b_rerank.ipynb #e05b0305
+def rerank_item(doc, where:str, limit:int)->tuple[str, object]:
+    "('str', s) for a bare string, ('text', s), ('id', gallery id) or ('image', bytes) for one document or query"
+    if isinstance(doc, str): return 'str', check_text(doc, where)
+    if not isinstance(doc, dict): raise ValueError(f"{where} must be a string or an object, got {short(doc)}")
+    if isinstance(doc.get('content'), list):
+        if len(doc['content']) != 1: raise ValueError(f"{where}.content must hold one item, got {len(doc['content'])}")
+        return rerank_item(doc['content'][0], f'{where}.content[0]', limit)
+    if 'image_url' in doc:
+        url = doc['image_url'].get('url') if isinstance(doc['image_url'], dict) else doc['image_url']
+        return 'image', _url_image(url, where, limit)
+    if 'image' in doc: return 'image', _bytes(doc['image'], where, limit)
+    if 'image_id' in doc: return 'id', check_text(doc['image_id'], f'{where}.image_id')
+    if 'text' in doc: return 'text', check_text(doc['text'], f'{where}.text')
+    raise ValueError(f"{where}: expected a string, or an object with image_url, image, image_id or text; got keys "
+                     f"{short(sorted(doc))}")
+
+# %% ../nbs/05b_rerank.ipynb #e05b0307
+def _image_of(kind:str, value, where:str, gallery):
+    "A gallery id checked against `gallery`, or sent bytes decoded"
+    if kind == 'image': return _image(value, where)
+    if value not in gallery: raise ValueError(f"{where}: no image {short(value)} in this index")
+    return value
+
+# %% ../nbs/05b_rerank.ipynb #e05b0308
+def rerank_request(body:dict, gallery, limit:int, max_documents:int=MAX_DOCUMENTS)->tuple[tuple, int|None, bool]:
+    "The job `(query, items[, 'i2t'])`, `top_n` and `return_documents` of a re-rank request over `gallery` (ids)"
+    if not isinstance(body, dict): raise ValueError("the request must be an object with 'query' and 'documents'")
+    if extra := sorted(set(body) - {'model', 'query', 'documents', 'top_n', 'return_documents'}):
+        raise ValueError(f"unknown field {extra[0]!r}: a re-rank request has query, documents, top_n, return_documents")
+    docs, top_n, ret = body.get('documents'), body.get('top_n'), body.get('return_documents', False)
+    if not isinstance(docs, list) or not docs:
+        raise ValueError(f"documents must be a non-empty list, got {short(docs)}")
+    if len(docs) > max_documents: raise ValueError(f"documents holds {len(docs)}; at most {max_documents} per request")
+    if top_n is not None: check_positive_int(top_n, 'top_n')
+    if not isinstance(ret, bool): raise ValueError(f"return_documents must be true or false, got {short(ret)}")
+    if 'query' not in body: raise ValueError("the request has no query")
+    qkind, query = rerank_item(body['query'], 'query', limit)
+    items = [rerank_item(d, f'documents[{n}]', limit) for n,d in enumerate(docs)]
+    return _job(qkind, query, items, gallery), top_n, ret
+
+# %% ../nbs/05b_rerank.ipynb #e05b0309
+def _job(qkind:str, query, items:list, gallery)->tuple:
+    "The job of a query and its documents, each (kind, value) as `rerank_item` read it"
+    where = lambda n: f'documents[{n}]'
+    if qkind in ('str', 'text'):
+        if bad := [n for n,(k,_) in enumerate(items) if k == 'text']:
+            raise ValueError(f"{where(bad[0])}: a text query ranks images; give image ids or images")
+        return query, [_image_of('id' if k == 'str' else k, v, where(n), gallery) for n,(k,v) in enumerate(items)]
+    query = _image_of(qkind, query, 'query', gallery)
+    texts = [k in ('str', 'text') for k,_ in items]
+    if all(texts): return query, [v for _,v in items], 'i2t'
+    if any(texts): raise ValueError("an image query ranks images or texts, not both: documents mix them")
+    return query, [_image_of(k, v, where(n), gallery) for n,(k,v) in enumerate(items)], 'i2i'   # an id: not text
+
 # %% ../nbs/05b_rerank.ipynb #f7fa1eb5
+@patch
+def _gallery_item(self:HybridSearchEngine, item):
+    "A gallery id as its file; anything else as it is"
+    return self.dataset.path(item) if isinstance(item, str) and item in self.dataset else item
+
+@patch
+def rank_many(self:HybridSearchEngine, jobs:list[tuple])->list[np.ndarray]:
+    "`rerank_scores` of `jobs` under this engine's settings; their images may be ids of its gallery"
+    if self.cross_encoder is None: raise ValueError('this engine has no cross-encoder: nothing to re-rank with')
+    image = lambda x, mode: self._gallery_item(x) if mode != 'i2t' else x   # an i2t job's items are texts
+    jobs = [(j[0] if _mode(j) == 't2i' else self._gallery_item(j[0]), [image(i, _mode(j)) for i in j[1]], *j[2:])
+            for j in jobs]
+    return rerank_scores(self.cross_encoder, jobs, self._score_kind())
+
+# %% ../nbs/05b_rerank.ipynb #e05b0202
 @patch
 def rank(self:HybridSearchEngine, query:str|Path|Image.Image|bytes, images:list, top_k:int|None=None)->list[dict]:
     "`CrossEncoder.rank` under this engine's settings; `images` may also be ids of its gallery"
-    if self.cross_encoder is None: raise ValueError('this engine has no cross-encoder: nothing to re-rank with')
-    if isinstance(images, list): images = [self.dataset.path(i) if isinstance(i, str) and i in self.dataset else i
-                                           for i in images]
-    if isinstance(query, str) or query is None: return self.cross_encoder.rank(query, images, top_k, self._score_kind())
-    return self.cross_encoder.rank(query, images, top_k)
+    items = _checked_images(images, top_k)
+    if not items: return []
+    return ranked(self.rank_many([(query if isinstance(query, str) else _image(query, 'query'), items)])[0], top_k)

@@ -6,10 +6,9 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/server.html.md"""
 
 # %% ../nbs/09_server.ipynb #80abcb4f
 from __future__ import annotations
-import asyncio, collections, functools, inspect, io, logging, math, os, queue, re, threading, time
-from concurrent.futures import Future
+import asyncio, functools, inspect, io, json, logging, math, os, re, time, uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
@@ -25,15 +24,17 @@ from starlette.requests import ClientDisconnect
 from starlette.formparsers import MultiPartException, MultiPartParser
 from fastcore.basics import patch_to
 import hybrid_retrieval
-from .core import HybridRetrievalError, check_text, one_line, short, FUSIONS
+from .core import HybridRetrievalError, check_text, display_id, one_line, short, FUSIONS
+from .batching import EngineWorker
 from .images import ImageLoadError, decode_image, load_image
 from .settings import SETTINGS, Setting
 from .hybrid_search import HybridSearchEngine, SearchResponse
+from .rerank import MAX_DOCUMENTS, TooLarge, ranked, rerank_request
 
 # %% auto #0
 __all__ = ['log', 'MAX_QUERY_CHARS', 'MAX_QUERIES', 'FORM_OVERHEAD', 'STATIC', 'MAX_UPLOAD_BYTES', 'query_settings', 'Settings',
-           'request_settings', 'check_query', 'EngineWorker', 'response_json', 'RequestError', 'settings_dependency',
-           'search', 'search_body', 'search_many', 'search_like', 'search_upload', 'image', 'health', 'api_router',
+           'request_settings', 'check_query', 'response_json', 'RequestError', 'settings_dependency', 'search',
+           'search_body', 'search_many', 'search_like', 'search_upload', 'rerank', 'image', 'health', 'api_router',
            'create_app', 'check_port', 'serve']
 
 # %% ../nbs/09_server.ipynb #11f550fb
@@ -76,78 +77,6 @@ def check_query(q)->str:
 def engine(self:Settings, base:HybridSearchEngine)->HybridSearchEngine:
     "`base` with these settings (no progress bars: a server has no terminal to draw them on)"
     return base.variant(self.rerank, show_progress=False, **dict(self.values))
-
-# %% ../nbs/09_server.ipynb #ce1275ce
-@dataclass
-class _Job:
-    run:Callable[[list], list]    # items -> one result per item
-    item:object
-    group:object                  # jobs with the same non-None group may share one `run`
-    future:Future=field(default_factory=Future)
-    queued:float=field(default_factory=time.perf_counter)
-
-# %% ../nbs/09_server.ipynb #755e41f2
-class EngineWorker:
-    "The one thread that runs searches; jobs of one group that arrive together run as one call"
-    def __init__(self, max_batch:int=32, wait_ms:float=5.0):
-        if max_batch < 1: raise ValueError(f"max_batch must be at least 1, got {max_batch}")
-        if wait_ms < 0: raise ValueError(f"wait_ms must not be negative, got {wait_ms}")
-        self.max_batch,self.wait_s = max_batch,wait_ms / 1000
-        self.batches = collections.deque(maxlen=1000)   # sizes of the latest engine calls
-        self._queue,self._stopping = queue.Queue(),False
-        self._thread = threading.Thread(target=self._loop, name='hybrid-retrieval-engine', daemon=True)
-        self._thread.start()
-
-    def submit(self, run:Callable[[list], list], item, group=None)->Future:
-        "Schedule `run([item, ...])`; the future's result is `(result, {'batch': n, 'queued_s': s})`"
-        if self._stopping: raise HybridRetrievalError('the server is shutting down')
-        job = _Job(run, item, group)
-        self._queue.put(job)
-        return job.future
-
-    def close(self, timeout:float=30):
-        "Finish the queued jobs, then stop the thread"
-        self._stopping = True
-        self._queue.put(None)
-        self._thread.join(timeout)
-
-# %% ../nbs/09_server.ipynb #27797488
-@patch_to(EngineWorker)
-def _gather(self, first:_Job, held:list)->list[_Job]:
-    "`first` and the jobs of its group that arrive within the wait; other jobs go to `held`"
-    jobs, deadline = [first], time.perf_counter() + self.wait_s
-    if first.group is not None:   # jobs of its group held back in an earlier round come first
-        same = [j for j in held if j is not None and j.group == first.group][:self.max_batch - 1]
-        held[:] = [j for j in held if not any(j is s for s in same)]
-        jobs += same
-    while first.group is not None and len(jobs) < self.max_batch:
-        try: job = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
-        except queue.Empty: break
-        if job is not None and job.group == first.group: jobs.append(job)
-        else: held.append(job)
-    return jobs
-
-# %% ../nbs/09_server.ipynb #30a987d7
-@patch_to(EngineWorker)
-def _loop(self):
-    held = []
-    while True:
-        first = held.pop(0) if held else self._queue.get()
-        if first is None: return
-        jobs = [j for j in self._gather(first, held) if j.future.set_running_or_notify_cancel()]
-        if jobs: self._run(jobs)
-
-# %% ../nbs/09_server.ipynb #9febca79
-@patch_to(EngineWorker)
-def _run(self, jobs:list[_Job]):
-    started = time.perf_counter()
-    try: results = jobs[0].run([j.item for j in jobs])
-    except Exception as e:
-        if len(jobs) == 1: return jobs[0].future.set_exception(e)
-        for j in jobs: self._run([j])
-        return
-    self.batches.append(len(jobs))
-    for j,r in zip(jobs, results): j.future.set_result((r, {'batch': len(jobs), 'queued_s': started - j.queued}))
 
 # %% ../nbs/09_server.ipynb #7ee41241
 def response_json(response:SearchResponse, settings:Settings, served:dict, image_url:Callable[[str],str])->dict:
@@ -298,17 +227,22 @@ async def _body(request:Request, limit:int)->bytes:
         if len(body) > limit + FORM_OVERHEAD: raise _too_big(limit)
     return bytes(body)
 
+# %% ../nbs/09_server.ipynb #e09b0101
+async def _form(request:Request, limit:int, max_files:int=1):
+    "The request's multipart form, parsed in memory (never a temporary file), refused past `limit` bytes"
+    body = await _body(request, limit)
+    async def chunks(): yield body
+    parser = MultiPartParser(request.headers, chunks(), max_files=max_files, max_fields=16 + max_files)
+    parser.spool_max_size = len(body) + 1
+    try: return await parser.parse()
+    except MultiPartException as e: raise RequestError(422, f"the upload is not a valid form: {e.message}") from None
+
 # %% ../nbs/09_server.ipynb #085067d7
 async def _upload(request:Request, limit:int)->tuple[bytes, str]:
     "The bytes and file name of the form field `image`, parsed in memory"
     if not request.headers.get('content-type', '').startswith('multipart/form-data'):
         raise RequestError(415, "send the image as multipart/form-data in a field named 'image' (curl -F image=@FILE)")
-    body = await _body(request, limit)
-    async def chunks(): yield body
-    parser = MultiPartParser(request.headers, chunks(), max_files=1, max_fields=16)
-    parser.spool_max_size = len(body) + 1   # in memory, never a temporary file
-    try: form = await parser.parse()
-    except MultiPartException as e: raise RequestError(422, f"the upload is not a valid form: {e.message}") from None
+    form = await _form(request, limit)
     file = form.get('image')
     if not isinstance(file, UploadFile): raise RequestError(422, "the upload has no file in a field named 'image'")
     data = await file.read()
@@ -325,6 +259,51 @@ async def search_upload(request:Request, settings:Settings=None)->dict:
     data, name = await _upload(request, request.app.state.max_upload)
     image = await asyncio.to_thread(decode_image, data, name)
     return await _image(request, image, name, settings, started)
+
+# %% ../nbs/09_server.ipynb #e09b0103
+async def _rerank_fields(request:Request, limit:int)->tuple[dict, list]:
+    "A re-rank request's fields, from its JSON body or its form, and what `return_documents` echoes per document"
+    kind = request.headers.get('content-type', '')
+    if kind.startswith('multipart/form-data'):
+        form = await _form(request, limit, MAX_DOCUMENTS + 1)
+        item = lambda v: {'image': v.file.read()} if isinstance(v, UploadFile) else v   # files are spooled in memory
+        docs, top_n = form.getlist('documents'), form.get('top_n')
+        body = {'query': item(form.get('query')), 'documents': [item(d) for d in docs],
+                'return_documents': form.get('return_documents', 'false') == 'true'}
+        if top_n is not None: body['top_n'] = int(top_n) if top_n.isdigit() else top_n
+        return body, [{'filename': d.filename} if isinstance(d, UploadFile) else d for d in docs]
+    if not kind.startswith('application/json'):
+        raise RequestError(415, "send the request as JSON (or as multipart/form-data with image uploads)")
+    try: body = json.loads(await _body(request, limit))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RequestError(422, f"the body is not JSON ({e})") from None
+    return body, body.get('documents') if isinstance(body, dict) else None
+
+# %% ../nbs/09_server.ipynb #e09b0104
+async def rerank(request:Request)->dict:
+    "Re-rank `documents` for `query` with the cross-encoder: Cohere's and vLLM's `/v1/rerank`, images included"
+    engine, limit = request.app.state.engine, request.app.state.max_upload
+    body, echo = await _rerank_fields(request, 4 * limit)
+    try: job, top_n, ret = await asyncio.to_thread(rerank_request, body, engine.dataset, limit)
+    except TooLarge as e: raise RequestError(413, str(e)) from None
+    scores, served = await asyncio.wrap_future(request.app.state.worker.submit(engine.rank_many, job, 'rerank'))
+    results = [dict(index=r['corpus_id'], relevance_score=r['score']) for r in ranked(scores, top_n)]
+    if ret:
+        for r in results: r['document'] = echo[r['index']]
+    return dict(id=f'rerank-{uuid.uuid4().hex}', model=display_id(engine.cross_encoder.model_id), results=results,
+                usage=dict(documents=len(job[1])), server=served)
+
+# %% ../nbs/09_server.ipynb #e09b0105
+_RERANK_DOC = {'requestBody': {'required': True, 'content': {
+    'application/json': {'schema': {'type': 'object', 'required': ['query', 'documents'], 'properties': {
+        'query': {'description': 'a text, or an image: {"image_id": ID}, {"image_url": {"url": "data:..."}}, '
+                                 '{"image": BASE64}'},
+        'documents': {'type': 'array', 'maxItems': MAX_DOCUMENTS, 'description': 'gallery ids or images for a text '
+                      'query; images or texts for an image query'},
+        'top_n': {'type': 'integer', 'minimum': 1}, 'return_documents': {'type': 'boolean', 'default': False}}}},
+    'multipart/form-data': {'schema': {'type': 'object', 'required': ['query', 'documents'], 'properties': {
+        'query': {'type': 'string'}, 'documents': {'type': 'array', 'items': {'type': 'string', 'format': 'binary'}},
+        'top_n': {'type': 'integer'}, 'return_documents': {'type': 'boolean'}}}}}}}
 
 # %% ../nbs/09_server.ipynb #8d1a71ed
 @functools.lru_cache(maxsize=1024)
@@ -351,7 +330,8 @@ def health(request:Request)->dict:
     e, w = request.app.state.engine, request.app.state.worker
     c = e.config
     return dict(status='ok', gallery=len(e.index), index_type=e.index.index_type, device=str(e.bi_encoder.device),
-                models=dict(stage1=e.bi_encoder.model_id, stage2=getattr(e.cross_encoder, 'model_id', None)),
+                models=dict(stage1=display_id(e.bi_encoder.model_id),      # no server folders: ~/..., package/...
+                            stage2=e.cross_encoder and display_id(e.cross_encoder.model_id)),
                 fusions=list(FUSIONS), defaults={s.name: getattr(c, s.name) for s in query_settings()},
                 batching=dict(max_batch=w.max_batch, wait_ms=w.wait_s * 1000),
                 version=hybrid_retrieval.__version__)
@@ -404,6 +384,8 @@ def create_app(engine:HybridSearchEngine,          # the engine every request sh
     app.state.engine,app.state.worker,app.state.max_upload = engine,worker,max_upload_bytes
     _add_error_handlers(app)
     app.include_router(api_router())
+    app.add_api_route('/v1/rerank', rerank, methods=['POST'], openapi_extra=_RERANK_DOC,
+                      summary="Re-rank documents for a query (Cohere's and vLLM's shape)")
     app.add_api_route('/', _page, include_in_schema=False)
     app.mount('/static', StaticFiles(directory=STATIC), name='static')
     if cors_origins:

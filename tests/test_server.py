@@ -235,3 +235,46 @@ def test_a_client_that_hangs_up_mid_upload_is_one_log_line(server):
     assert [l for l in text.splitlines() if 'hung up' in l] == [
         'hybrid-retrieval: WARNING: POST /api/search/image: the client hung up before its request was read'], text
     assert 'Traceback' not in text and 'ClientDisconnect' not in text, text
+
+
+def rerank(base:str, body:dict)->tuple[int, dict]:
+    "Status and JSON of a POST /v1/rerank"
+    req = urllib.request.Request(f'{base}/v1/rerank', json.dumps(body).encode(), {'content-type': 'application/json'})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r: return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e: return e.code, json.loads(e.read())
+
+
+def test_v1_rerank_over_http_equals_the_engines_stage_two(server, client):
+    _, engine = client
+    base, gallery, _ = server
+    caption = captions(gallery)[0]['caption']
+    want = engine.text_to_image_hybrid_search(caption, k2=5)
+    ids = [x['image_id'] for x in want.candidates]
+    order = sorted(range(len(ids)), key=lambda n: -want.candidates[n]['stage2_score'])
+    status, by_id = rerank(base, {'query': caption, 'documents': ids})
+    assert status == 200 and [r['index'] for r in by_id['results']] == order, by_id
+    url = lambda i: 'data:image/png;base64,' + base64.b64encode((gallery/i).read_bytes()).decode()
+    status, by_url = rerank(base, {'query': caption, 'documents': [{'image_url': {'url': url(i)}} for i in ids],
+                                   'top_n': 3})
+    assert status == 200 and [r['index'] for r in by_url['results']] == order[:3], by_url
+    import httpx   # FastAPI's test client's HTTP library (a dev dependency) writes the multipart form
+    files = [('documents', (f'{n}.png', (gallery/i).read_bytes())) for n,i in enumerate(ids)]
+    by_upload = httpx.post(f'{base}/v1/rerank', data={'query': caption}, files=files, timeout=60).json()
+    assert [r['index'] for r in by_upload['results']] == order, by_upload
+    assert abs(by_id['results'][0]['relevance_score'] - want.candidates[order[0]]['stage2_score']) < 1e-5
+
+
+@pytest.mark.parametrize('documents,status,detail', [
+    ([{'image_url': {'url': 'http://127.0.0.1:1/secret.png'}}], 422,
+     "documents[0]: only data: URLs are accepted (images are not fetched), got 'http://127.0.0.1:1/secret.png'"),
+    (['x.png'] * 101, 422, 'documents holds 101; at most 100 per request'),
+])
+def test_v1_rerank_refusals_over_http(server, documents, status, detail):
+    assert rerank(server[0], {'query': 'a red circle', 'documents': documents}) == (status, {'detail': detail})
+
+
+def test_v1_rerank_refuses_an_image_above_the_upload_limit(client):
+    big = base64.b64encode(b'\x89PNG' + b'x' * 200_000).decode()
+    reply = client[0].post('/v1/rerank', json={'query': 'a red circle', 'documents': [{'image': big}]})
+    assert (reply.status_code, reply.json()) == (413, {'detail': 'documents[0] is larger than the limit of 0.0954 MB'})
