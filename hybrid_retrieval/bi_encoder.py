@@ -93,11 +93,13 @@ class BiEncoder:
 def save_open_clip(model:open_clip.CLIP, # the model to save
                    model_cfg:dict,       # the config it was built from
                    dest:str|Path,        # folder to write the checkpoint into
-                   dtype:torch.dtype|None=None)->Path: # store the weights in this dtype (e.g. float16); None: as is
+                   dtype:torch.dtype|None=None, # store the weights in this dtype (e.g. float16); None: as is
+                   preprocess:dict|None=None)->Path: # preprocessing that differs from OpenAI CLIP's (SigLIP's 'squash')
     "Save an open_clip model as a `local-dir` checkpoint (config JSON + safetensors); returns the folder"
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     preprocess_cfg = dict(size=model_cfg['vision_cfg']['image_size'], mean=list(open_clip.OPENAI_DATASET_MEAN),
                           std=list(open_clip.OPENAI_DATASET_STD), interpolation='bicubic', resize_mode='shortest')
+    preprocess_cfg |= preprocess or {}
     config = dict(model_cfg=model_cfg, preprocess_cfg=preprocess_cfg)
     (dest/'open_clip_config.json').write_text(json.dumps(config, indent=2))
     cast = lambda v: v.to(dtype) if dtype and v.is_floating_point() else v

@@ -15,8 +15,8 @@ from .device import unit_scale_
 from .bi_encoder import save_open_clip
 
 # %% auto #0
-__all__ = ['TINY_WORDS', 'tiny_clip_config', 'save_tiny_clip', 'save_tiny_blip2_itm', 'save_tiny_blip_itm', 'save_tiny_blip2_t5',
-           'save_tiny_blip2_opt']
+__all__ = ['TINY_WORDS', 'SIGLIP_PREPROCESS', 'tiny_clip_config', 'save_tiny_clip', 'save_tiny_blip2_itm', 'save_tiny_blip_itm',
+           'save_tiny_blip2_t5', 'save_tiny_blip2_opt', 'tiny_siglip_config', 'save_tiny_siglip']
 
 # %% ../nbs/02a_tiny_models.ipynb #9e715bbb
 def tiny_clip_config(embed_dim:int=32)->dict:
@@ -106,3 +106,24 @@ def save_tiny_blip2_opt(dest:str|Path, seed:int=0)->Path:
     opt = dict(model_type='opt', hidden_size=32, ffn_dim=64, num_hidden_layers=1, num_attention_heads=2,
                word_embed_proj_dim=32, max_position_embeddings=64, bos_token_id=2, eos_token_id=3)
     return _save_tiny_blip2_generative(dest, seed, _tiny_bert_tokenizer(bos_token='[CLS]'), opt)
+
+# %% ../nbs/02a_tiny_models.ipynb #e02a0102
+SIGLIP_PREPROCESS = dict(mean=[0.5] * 3, std=[0.5] * 3, interpolation='bicubic', resize_mode='squash')
+
+def tiny_siglip_config(embed_dim:int=32)->dict:
+    "An open_clip `model_cfg` of SigLIP's shape (HF tokenizer, no causal mask, last-token pooling, logit bias), tiny"
+    return dict(embed_dim=embed_dim, init_logit_bias=-10, custom_text=True,
+                vision_cfg=dict(image_size=32, layers=1, width=32, head_width=16, patch_size=8),
+                text_cfg=dict(context_length=16, vocab_size=len(TINY_WORDS), hf_tokenizer_name='timm/ViT-B-16-SigLIP',
+                              tokenizer_kwargs=dict(clean='canonicalize'), width=32, heads=2, layers=1,
+                              no_causal_mask=True, proj_bias=True, pool_type='last', norm_kwargs=dict(eps=1e-6)))
+
+# %% ../nbs/02a_tiny_models.ipynb #e02a0103
+def save_tiny_siglip(dest:str|Path, seed:int=0, embed_dim:int=32)->Path:
+    "Save a random-weight tiny SigLIP-shaped open_clip model, with its tokenizer, as a `local-dir` checkpoint"
+    cfg = tiny_siglip_config(embed_dim)
+    torch.manual_seed(seed)
+    model = open_clip.CustomTextCLIP(**{k: v for k,v in cfg.items() if k != 'custom_text'})
+    dest = save_open_clip(model, cfg, dest, preprocess=SIGLIP_PREPROCESS)
+    _tiny_bert_tokenizer().save_pretrained(dest)   # a local-dir checkpoint's HF tokenizer is read from its folder
+    return dest

@@ -126,3 +126,20 @@ def test_progress_bars_on_a_terminal_only(env):
     assert piped.returncode == 0 and 'encoding' not in piped.stderr, piped.stderr   # a log gets no bar
     code, out, err = cli_on_terminal(environ, *args(3), '--quiet')
     assert code == 0 and 'encoding' not in err, err
+
+
+def test_a_siglip_shaped_stage_one_indexes_and_searches_the_toy_gallery(env, tmp_path):
+    "A tiny model of SigLIP's shape (HF tokenizer in its folder, squash preprocessing, logit bias) end to end"
+    from hybrid_retrieval.tiny import save_tiny_siglip
+    from hybrid_retrieval.toy import toy_dataset
+    _, environ = env
+    siglip, toy = save_tiny_siglip(tmp_path/'siglip'), toy_dataset(tmp_path/'toy', n=40)
+    model = ('--clip-model', f'local-dir:{siglip}', '--index', str(tmp_path/'idx'))
+    done = cli(environ, 'index', '--captions', str(toy.root/'captions.jsonl'), *model)
+    assert done.returncode == 0 and 'indexed 40 images' in done.stdout, done.stderr
+    caption = toy.captions[toy.image_ids[0]][0]
+    done = cli(environ, 'search', caption, *model, '--k1', '10', '--k2', '5', '--format', 'json')
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert len(got['results']) == 5 and not got['fallback'] and got['k1'] == 10
+    assert {r['image_id'] for r in got['results']} <= set(toy.image_ids)
