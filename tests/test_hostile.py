@@ -790,7 +790,8 @@ def test_a_jsonl_field_of_the_wrong_type_is_skipped_with_its_line(env, folder, r
     (folder/'c.jsonl').write_text(f'{{"image": "{first}", "caption": "fine"}}\n{record}\n')
     code, out, err = run('index', '--captions', folder/'c.jsonl', '--index', folder.parent/'idx', *env[1])
     assert code == 0 and 'Traceback' not in err, err
-    assert skipped_lines(err) == [f'skipped c.jsonl:2: {why}'] or why in err, err
+    lines = skipped_lines(err)
+    assert len(lines) == 1 and lines[0].startswith(f'skipped c.jsonl:2: {why}'), err
 
 
 def test_a_ten_megabyte_csv_field_is_skipped_with_its_own_line_number(env, folder):
