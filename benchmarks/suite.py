@@ -1,7 +1,7 @@
 """One benchmark for every performance goal, on whatever device is there.
 
-    python benchmarks/suite.py [--device cpu|cuda] [--only embed,stage1,stage2,cascade,itc_stage1,e2e] [--quick]
-                               [--output-dir DIR]
+    python benchmarks/suite.py [--device cpu|cuda] [--only embed,stage1,stage2,cascade,itc_stage1,e2e,gpu_paths] [--quick]
+                               [--output-dir DIR] [--baseline EARLIER_JSON]
 
 Writes `suite_<cpu|cuda>.json` and `suite_<cpu|cuda>.md` (the README's table) to benchmarks/results/, prints the JSON.
 `--table JSON` only rewrites the table of an earlier run.
@@ -18,6 +18,12 @@ Real architectures with random weights (timing does not depend on the weights; n
   itc_stage1 ITC as stage 1: the query's ITC text embedding and the best 100 of a Flickr30k-sized gallery's stored ITC
           embeddings (BLIP: one per image; BLIP-2: 32 per image, best query), p50 / p95
   e2e     one text query end to end (k1 100, k2 10; engine defaults, BLIP-2) p50 / p95; a batch of queries, queries/s
+  gpu_paths the GPU paths beside the plain ones: stage 2 (BLIP-2, 100 candidates, the device's half precision, features
+          on the device) in each `cuda_graphs` mode (CPU: eager and static) with its warm-up (capture / compile) time,
+          its scores' largest difference from eager and, on CUDA, a profile (GPU busy share, kernel and graph launches);
+          e2e with the features in host memory, on the device, + CUDA graphs, + one-pass batches; CLIP embedding with
+          JPEGs decoded by DataLoader workers and by `decode_batch` on the device (cosine of the two embeddings)
+On CUDA (or with --baseline) a targets table puts the issue's goals beside this run and the earlier run (`--baseline`).
 Memory: the process's peak RSS, and on CUDA `torch.cuda.max_memory_allocated` per section.
 Stage 2 and e2e read candidates' features from the store, filled with random features of the right shape (the vision
 tower's cost is the embedding and indexing side, measured by benchmarks/rerank.py and stage2_features.py).
@@ -39,6 +45,8 @@ from hybrid_retrieval.index import ImageIndex, ivf_nlist
 from hybrid_retrieval.cross_encoder import CrossEncoder
 from hybrid_retrieval.feature_store import FeatureStore
 from hybrid_retrieval.hybrid_search import HybridSearchEngine, SearchConfig, ItcIndex
+from hybrid_retrieval.core import GRAPH_MODES
+from hybrid_retrieval.jpeg_decode import pixel_spec
 from hybrid_retrieval.tiny import save_tiny_clip, save_tiny_blip2_itm, save_tiny_blip_itm
 
 FULL = dict(embed_images=128, embed_batches=(32, 128), gallery=31_014, ivf=1_000_000, queries=50, candidates=100,
@@ -170,9 +178,9 @@ def load_arch(arch, dtype, args, tmp):
     ce = CrossEncoder(str(folder), device='cpu', dtype=dtype)
     return ce.model, ce.processor
 
-def wrap(model, processor, device, dtype, **kw):
-    "A CrossEncoder around `model`, its store big enough for every candidate"
-    store = FeatureStore(max_bytes=64 * 2**30, model_id='suite')
+def wrap(model, processor, device, dtype, store=None, **kw):
+    "A CrossEncoder around `model`, its store (default: a new one in host memory) big enough for every candidate"
+    store = store if store is not None else FeatureStore(max_bytes=64 * 2**30, model_id='suite')
     return CrossEncoder.from_model(model, processor, device=device, dtype=dtype, store=store, **kw)
 
 class _RandomVision(torch.nn.Module):
@@ -298,35 +306,101 @@ class _StandInStore(FeatureStore):
         pool = self.itc_pool if key.endswith('|itc') else self.pool
         return pool[hash(key) % len(pool)]
 
-def bench_e2e(args, tmp, device):
+def e2e_engine(args, tmp, device, features_on='device', cuda_graphs='eager', one_pass=False):
+    "The e2e engine: a Flickr30k-sized gallery's flat index, BLIP-2 at the engine's defaults, stand-in stored features"
     s, rng = args.sizes, np.random.default_rng(1)
     bi = clip_model(args, tmp, device)
     gallery = empty_gallery(tmp/'e2e', s['gallery'])
     index = ImageIndex(bi.dim, 'flat', bi.model_id)
     index.add(gallery.image_ids, unit(rng, len(gallery), bi.dim))
     dtype = autocast_dtype(device) or torch.float32   # the engine's defaults: CUDA half, CPU float32, batch unset
-    ce = CrossEncoder.from_model(*load_arch('blip2', dtype, args, tmp), device=device, dtype=dtype)
+    ce = CrossEncoder.from_model(*load_arch('blip2', dtype, args, tmp), device=device, dtype=dtype, cuda_graphs=cuda_graphs)
     vdtype = next(ce.model.vision_model.parameters()).dtype
     itc_shape = (ce.model.config.num_query_tokens, ce.model.config.image_text_hidden_size)
-    ce.store = _StandInStore([torch.randn(*vision_shape(ce)).to(ce.device, vdtype) for _ in range(16)],
+    where = ce.device if features_on == 'device' else 'cpu'
+    ce.store = _StandInStore([torch.randn(*vision_shape(ce)).to(where, vdtype) for _ in range(16)],
                              [torch.nn.functional.normalize(torch.randn(*itc_shape), dim=-1) for _ in range(16)])
-    engine = HybridSearchEngine(bi, ce, index, gallery, SearchConfig(k1=100, k2=10, show_progress=False))
+    return HybridSearchEngine(bi, ce, index, gallery, SearchConfig(k1=100, k2=10, show_progress=False, one_pass=one_pass))
+
+def time_e2e(engine, args, device)->dict:
+    "One text query at a time (p50 / p95, and its stages), then a batch of queries: queries/s"
+    s = args.sizes
     queries = (CAPTIONS * s['e2e_queries'])[:s['e2e_queries']]
-    engine.text_to_image_hybrid_search(queries[0])   # warm-up
+    batch = (CAPTIONS * s['batch_queries'])[:s['batch_queries']]
+    engine.text_to_image_hybrid_search(queries[0]); engine.batch_text_to_image_search(batch[:4])   # warm-up
     cuda_peak(device, reset=True)
     times, stage1, stage2 = [], [], []
     for q in queries:
         with Timer(device) as t: r = engine.text_to_image_hybrid_search(q)
         times.append(t.seconds); stage1.append(r.stage1_s); stage2.append(r.stage2_s)
-    batch = (CAPTIONS * s['batch_queries'])[:s['batch_queries']]
     with Timer(device) as tb: engine.batch_text_to_image_search(batch)
-    return dict(gallery=len(gallery), k1=100, k2=10, k_itm=engine.config.k_itm, cross_encoder='blip2',
-                dtype=str(ce.dtype).removeprefix('torch.'),
-                query=percentiles(times), stage1=percentiles(stage1), stage2=percentiles(stage2), batch_queries=len(batch),
-                queries_per_s=round(len(batch) / tb.seconds, 2), cuda_peak_mb=cuda_peak(device))
+    return dict(query=percentiles(times), stage1=percentiles(stage1), stage2=percentiles(stage2),
+                batch_queries=len(batch), queries_per_s=round(len(batch) / tb.seconds, 2), cuda_peak_mb=cuda_peak(device))
+
+def bench_e2e(args, tmp, device):
+    engine = e2e_engine(args, tmp, device)
+    ce = engine.cross_encoder
+    return dict(gallery=len(engine.index), k1=100, k2=10, k_itm=engine.config.k_itm, cross_encoder='blip2',
+                dtype=str(ce.dtype).removeprefix('torch.'), **time_e2e(engine, args, device))
+
+def profile_stage2(ce, paths)->dict:
+    "Where one stage-2 call's time goes on CUDA: its wall time, the GPU's time in kernels, the kernels launched"
+    from torch.profiler import profile, ProfilerActivity
+    ce.score(QUERY, paths)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof, Timer(ce.device) as t:
+        ce.score(QUERY, paths)
+    rows = prof.key_averages()
+    busy_us = sum(getattr(r, 'self_device_time_total', getattr(r, 'self_cuda_time_total', 0)) for r in rows)
+    launches = sum(r.count for r in rows if r.key in ('cudaLaunchKernel', 'cuLaunchKernel', 'cudaLaunchKernelExC'))
+    graphs = sum(r.count for r in rows if r.key == 'cudaGraphLaunch')
+    return dict(wall_ms=round(t.seconds * 1000, 2), kernel_ms=round(busy_us / 1000, 2),
+                gpu_busy_share=round(busy_us / 1e6 / t.seconds, 3), kernel_launches=launches, graph_launches=graphs)
+
+def bench_stage2_modes(args, tmp, device, paths)->dict:
+    "BLIP-2 ITM on 100 candidates, features on the device, in each `cuda_graphs` mode: p50 / p95, scores against eager"
+    dtype = half_dtype(device) if device.type == 'cuda' else torch.float32
+    model, processor = load_arch('blip2', dtype, args, tmp)
+    store = FeatureStore(max_bytes=64 * 2**30, model_id='suite', device=device)   # the gallery on the device
+    fill_store(wrap(model, processor, device, dtype, store=store), paths)
+    rows, ref = [], None
+    for mode in GRAPH_MODES if device.type == 'cuda' else ('eager', 'static'):
+        ce = wrap(model, processor, device, dtype, store=store, cuda_graphs=mode)
+        with Timer(device) as warm:
+            for _ in range(3): scores = ce.score(QUERY, paths)   # captures / compiles each bucket the calls use
+        ref = scores if ref is None else ref
+        times = time_rerank(ce, paths, args.sizes['reps'], None)
+        rows.append(dict(mode=ce.runner.mode, dtype=str(dtype).removeprefix('torch.'), warmup_s=round(warm.seconds, 1),
+                         max_abs_diff_vs_eager=round(float(np.abs(scores - ref).max()), 5), **percentiles(times),
+                         profile=profile_stage2(ce, paths) if device.type == 'cuda' else None))
+    return dict(candidates=len(paths), rows=rows, best=min(rows, key=lambda r: r['p50_ms'])['mode'])
+
+def bench_embed_decode(args, tmp, device)->dict:
+    "CLIP embedding with JPEGs decoded by DataLoader workers (Pillow) and by `decode_batch` on the device: images/s"
+    gallery = jpeg_folder(tmp/'jpegs', args.sizes['embed_images'])
+    bi, out = clip_model(args, tmp, device), {}
+    bi.batch_size = args.sizes['embed_batches'][-1]
+    for name, spec in (('dataloader', None), ('decode_batch', pixel_spec(bi.preprocess))):
+        bi.pixel_spec = spec
+        bi.encode_gallery(ImageDataset(gallery.root, gallery.image_ids[:8], gallery.paths[:8]))   # warm-up
+        with Timer(device) as t: emb = bi.encode_gallery(gallery).embeddings
+        out[name] = dict(images_per_s=round(len(gallery) / t.seconds, 1))
+        out.setdefault('reference', emb)
+    cos = (out.pop('reference') * emb).sum(1)
+    return dict(images=len(gallery), batch_size=bi.batch_size, min_cosine=round(float(cos.min()), 5), **out)
+
+def bench_gpu_paths(args, tmp, device):
+    "The GPU paths side by side with the plain ones: graphs, features on the device, one-pass batches, JPEG decoding"
+    paths = jpeg_folder(tmp/'candidates', args.sizes['candidates']).paths
+    e2e = {}
+    variants = dict(host=dict(features_on='host'), device=dict(), graphs=dict(cuda_graphs='graphs'),
+                    graphs_one_pass=dict(cuda_graphs='graphs', one_pass=True))
+    for name, kw in variants.items() if device.type == 'cuda' else [('host', dict(features_on='host')),
+                                                                      ('static', dict(cuda_graphs='static'))]:
+        e2e[name] = time_e2e(e2e_engine(args, tmp, device, **kw), args, device)
+    return dict(stage2=bench_stage2_modes(args, tmp, device, paths), e2e=e2e, embed=bench_embed_decode(args, tmp, device))
 
 SECTIONS = dict(embed=bench_embed, stage1=bench_stage1, stage2=bench_stage2, cascade=bench_cascade,
-                itc_stage1=bench_itc_stage1, e2e=bench_e2e)
+                itc_stage1=bench_itc_stage1, e2e=bench_e2e, gpu_paths=bench_gpu_paths)
 
 def ms(x): return f"{x['p50_ms']:,.1f} / {x['p95_ms']:,.1f}"
 
@@ -379,11 +453,62 @@ def table(r)->str:
         add(f"text query end to end ({e['gallery']:,} images, k1 100{cascade} -> k2 10, BLIP-2, {e['dtype']}), p50 / p95",
             f"{ms(e['query'])} ms", f"stage 2: {ms(e['stage2'])} ms")
         add(f"batched text queries ({e['batch_queries']} at once)", f"{e['queries_per_s']} queries/s", '')
+    gpu_path_rows(r.get('gpu_paths'), add)
     cuda = f"CUDA peak {r['cuda_peak_mb']} MB" if r['cuda_peak_mb'] else ''
     add('peak memory (process RSS)', f"{r['peak_rss_mb']:,.0f} MB", cuda)
     head = (f"Measured {env['date']} on {where} (`python benchmarks/suite.py`):\n\n"
             "| what | measured | note |\n|---|---|---|\n")
-    return head + '\n'.join(rows) + '\n'
+    return head + '\n'.join(rows) + '\n' + targets_table(r.get('targets'))
+
+def gpu_path_rows(g, add):
+    "The table's rows for the GPU paths section"
+    if not g: return
+    for row in g['stage2']['rows']:
+        busy = f"; GPU busy {row['profile']['gpu_busy_share']:.0%} of the call" if row.get('profile') else ''
+        add(f"stage 2: BLIP-2 ITM, {g['stage2']['candidates']} candidates, {row['dtype']}, features on the device, "
+            f"cuda_graphs {row['mode']}, p50 / p95", f"{ms(row)} ms",
+            f"scores within {row['max_abs_diff_vs_eager']} of eager; warm-up {row['warmup_s']} s{busy}")
+    for name, e in g['e2e'].items():
+        add(f"text query end to end, {name}, p50 / p95", f"{ms(e['query'])} ms",
+            f"{e['queries_per_s']} queries/s batched ({e['batch_queries']})")
+    d = g['embed']
+    add('CLIP embedding: JPEGs decoded by DataLoader workers / by decode_batch on the device',
+        f"{d['dataloader']['images_per_s']:,.0f} / {d['decode_batch']['images_per_s']:,.0f} images/s",
+        f"embeddings' cosine >= {d['min_cosine']}")
+
+TARGETS = (('stage 2: BLIP-2 ITM, 100 candidates, p50 (ms)', '<=', 8), ('stage 2: BLIP-2 ITM, 100 candidates, p95 (ms)', '<=', 12),
+           ('text query end to end, p50 (ms)', '<=', 20), ('text query end to end, p95 (ms)', '<=', 30),
+           ('batched text queries (queries/s)', '>=', 300), ('CLIP embedding with JPEG decoding (images/s)', '>=', 4000),
+           ('peak GPU memory (MB)', None, None))
+
+def headline(r)->list:
+    "This run's (or an earlier run's) figures for `TARGETS`, best configuration of each; None where not measured"
+    g, out = r.get('gpu_paths') or {}, []
+    stage2 = [x for x in (g.get('stage2') or {}).get('rows', [])] or [
+        x for x in r.get('stage2', {}).get('blip2', {}).get('rows', []) if x['dtype'] != 'float32' and x['batch'] == 'auto'
+        and x['stored'] == 'features']
+    best2 = min(stage2, key=lambda x: x['p50_ms']) if stage2 else {}
+    e2e = list((g.get('e2e') or {}).values()) + ([r['e2e']] if 'e2e' in r else [])
+    best = min(e2e, key=lambda x: x['query']['p50_ms'])['query'] if e2e else {}
+    embed = [r.get('embed', {}).get('images_per_s'), (g.get('embed') or {}).get('decode_batch', {}).get('images_per_s')]
+    return [best2.get('p50_ms'), best2.get('p95_ms'), best.get('p50_ms'), best.get('p95_ms'),
+            max((x['queries_per_s'] for x in e2e), default=None), max((x for x in embed if x), default=None),
+            r.get('cuda_peak_mb')]
+
+def targets(r, base=None)->list[dict]:
+    "Each target beside this run's figure and an earlier run's (`base`), and whether this run meets it"
+    now, then = headline(r), headline(base) if base else [None] * len(TARGETS)
+    met = lambda v, op, t: None if v is None or op is None or r.get('quick') else (v <= t if op == '<=' else v >= t)
+    return [dict(what=w, target=f'{op} {t:,}' if op else 'reported', measured=v, earlier=b, met=met(v, op, t))
+            for (w, op, t), v, b in zip(TARGETS, now, then)]
+
+def targets_table(rows)->str:
+    if not rows: return ''
+    fmt = lambda v: '—' if v is None else f'{v:,}'
+    lines = [f"| {x['what']} | {x['target']} | {fmt(x['measured'])} | {fmt(x['earlier'])} | "
+             f"{'' if x['met'] is None else 'yes' if x['met'] else 'no'} |" for x in rows]
+    return ('\nTargets, this run beside the earlier one (`--baseline`):\n\n| target | goal | this run | earlier | met |\n'
+            '|---|---|---|---|---|\n' + '\n'.join(lines) + '\n')
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -392,6 +517,7 @@ def main(argv=None):
     ap.add_argument('--quick', action='store_true', help='tiny models, small sizes: a smoke test, not a measurement')
     ap.add_argument('--output-dir', default=str(Path(__file__).parent/'results'))
     ap.add_argument('--table', metavar='JSON', help="only write the markdown table of a suite's JSON, beside it")
+    ap.add_argument('--baseline', metavar='JSON', help="an earlier run's JSON: the targets table shows both (CUDA)")
     args = ap.parse_args(argv)
     if args.table:
         path = Path(args.table)
@@ -403,6 +529,8 @@ def main(argv=None):
     try: device = default_device(args.device)
     except (ValueError, RuntimeError) as e: ap.error(str(e))
     args.sizes = FULL | (CUDA if device.type == 'cuda' else {}) | (QUICK if args.quick else {})
+    base = json.loads(Path(args.baseline).read_text()) if args.baseline and Path(args.baseline).is_file() else None
+    if args.baseline and base is None: ap.error(f"--baseline: no suite JSON at {args.baseline}")
     out = dict(benchmark='suite', quick=args.quick, environment=environment(device), sizes=args.sizes)
     stem = 'suite_' + ('quick_' if args.quick else '') + device.type
     with tempfile.TemporaryDirectory() as tmp:
@@ -410,6 +538,7 @@ def main(argv=None):
             with Timer() as t: out[name] = SECTIONS[name](args, Path(tmp), device)
             out[name]['section_s'] = round(t.seconds, 1)
             print(f'{name}: {t.seconds:.0f} s', file=sys.stderr)
+            if device.type == 'cuda' or base: out['targets'] = targets(out, base)
             save(out, device, Path(args.output_dir), stem)   # after each section: a run cut short keeps what it measured
     print(json.dumps(out))
     return out

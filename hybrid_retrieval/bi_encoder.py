@@ -17,6 +17,7 @@ from .core import ModelLoadError, check_text, display_id
 from .files import sha256_file
 from .device import default_device, autocast_dtype
 from .images import ImageLoadError, load_image, to_rgb
+from .jpeg_decode import pixel_spec, decode_batch
 from .data import ImageDataset
 
 # %% auto #0
@@ -77,7 +78,8 @@ class BiEncoder:
                  num_workers:int|None=None,    # image-decoding workers; None: 0 for small jobs, up to 4 for galleries
                  show_progress:bool=True,      # tqdm bars on long jobs
                  model_cfg:dict|None=None,     # architecture config for a random-weight model
-                 cache_dir:str|None=None):     # where hub downloads are cached
+                 cache_dir:str|None=None,      # where hub downloads are cached
+                 gpu_decode:bool=False):       # CUDA: JPEGs decoded and resized on the GPU (`decode_batch`)
         if batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.device = default_device(device)
         self.batch_size,self.num_workers,self.show_progress = batch_size,num_workers,show_progress
@@ -86,6 +88,10 @@ class BiEncoder:
         self.model,self.preprocess,self.tokenizer,self.model_id = loaded
         with torch.inference_mode():
             self.dim = int(self.model.encode_text(self.tokenizer(['a photo']).to(self.device)).shape[-1])
+        self.pixel_spec = pixel_spec(self.preprocess) if gpu_decode and self.device.type == 'cuda' else None
+        if gpu_decode and self.pixel_spec is None:
+            why = 'no CUDA device' if self.device.type != 'cuda' else "its transform is not resize, crop, normalise"
+            log.warning("gpu_decode: %s; decoding images on the CPU", why)
 
     def __repr__(self): return f"BiEncoder({display_id(self.model_id)!r}, dim={self.dim}, device={str(self.device)!r})"
 
@@ -176,6 +182,7 @@ def encode_pixels(self:BiEncoder, pixels:torch.Tensor)->np.ndarray:
 @patch
 def _encode_items(self:BiEncoder, items:list, desc:str='encoding images'):
     "Encode images; returns (positions encoded, (n, dim) embeddings, [(path, reason)] for failures)"
+    if self.pixel_spec is not None: return self._encode_decoded(items, desc)
     nw = self.num_workers
     if nw is None: nw = 0 if len(items) <= 4*self.batch_size else min(4, os.cpu_count() or 1)
     loader = torch.utils.data.DataLoader(_ImageItems(items, self.preprocess), batch_size=self.batch_size,
@@ -220,3 +227,21 @@ def encode_gallery(self:BiEncoder, dataset:ImageDataset, image_ids:list[str]|Non
     for path,reason in failed[:5]: log.warning("skipped %s: %s", path, reason)   # the first few; all in `.skipped`
     if failed: log.warning("%s: skipped %d of %d images that could not be loaded", dataset.name, len(failed), len(ids))
     return GalleryEmbeddings([ids[p] for p in positions], emb, failed)
+
+# %% ../nbs/02_bi_encoder.ipynb #b1e0d002
+@patch
+def _encode_decoded(self:BiEncoder, items:list, desc:str='encoding images'):
+    "`_encode_items` with a batch's JPEGs decoded on the device (`decode_batch`), the rest through `prepare_image`"
+    positions,out,failed = [],[],[]
+    starts = range(0, len(items), self.batch_size)
+    for s in tqdm(starts, desc=desc, disable=not self.show_progress or len(starts) < 2):
+        chunk = items[s:s + self.batch_size]
+        done, pixels, left = decode_batch(chunk, self.pixel_spec, self.device)
+        prepared = [(n, *prepare_image(chunk[n], self.preprocess)) for n in left]
+        failed += [e for *_,e in prepared if e is not None]
+        ok = [(n, x.to(self.device)) for n,x,_ in prepared if x is not None]
+        parts = ([pixels] if done else []) + ([torch.stack([x for _,x in ok])] if ok else [])
+        if not parts: continue
+        out.append(self.encode_pixels(torch.cat(parts))); positions += [s + n for n in done + [n for n,_ in ok]]
+    emb = np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+    return positions, emb, failed

@@ -6,20 +6,24 @@ Docs: https://hybrid-retrieval.github.io/hybrid_retrieval/build.html.md"""
 
 # %% ../nbs/06a_build.ipynb #f0e556eb
 from __future__ import annotations
+import logging
 from pathlib import Path
 import torch, transformers
+from PIL import Image
 from .device import set_threads
 from . import images as images_module
 from .data import ImageDataset, DATA_SOURCES
 from .bi_encoder import BiEncoder
 from .index import ImageIndex, check_index_model
 from .index_files import IndexLoadError, load_gallery, index_exists
+from .feature_store import FeatureStore, device_budget
 from .cross_encoder import CrossEncoder
 from .hybrid_search import HybridSearchEngine, SearchConfig
 from .config import HybridConfig, ConfigError, load_config, config_from_dict, index_dir
 
 # %% auto #0
-__all__ = ['search_config', 'apply_process_settings', 'load_bi_encoder', 'load_cross_encoder', 'load_dataset', 'build_engine']
+__all__ = ['log', 'search_config', 'apply_process_settings', 'load_bi_encoder', 'load_cross_encoder', 'gallery_on_device',
+           'load_dataset', 'build_engine']
 
 # %% ../nbs/06a_build.ipynb #6b5febfa
 def search_config(config:HybridConfig)->SearchConfig:
@@ -41,7 +45,8 @@ def _runtime(config:HybridConfig)->dict:
 def load_bi_encoder(config:HybridConfig, device:str|None=None)->BiEncoder: # None: the configuration's device
     "The configured CLIP model"
     runtime = _runtime(config) | ({'device': device} if device else {})
-    return BiEncoder(config.clip_model, config.pretrained, batch_size=config.clip_batch_size, **runtime)
+    return BiEncoder(config.clip_model, config.pretrained, batch_size=config.clip_batch_size,
+                     gpu_decode=config.gpu_decode, **runtime)
 
 # %% ../nbs/06a_build.ipynb #d992a2a3
 def load_cross_encoder(config:HybridConfig, dataset:ImageDataset|None=None)->CrossEncoder|None:
@@ -49,10 +54,24 @@ def load_cross_encoder(config:HybridConfig, dataset:ImageDataset|None=None)->Cro
     c = config
     if c.cross_model is None: return None
     if not c.show_progress: transformers.utils.logging.disable_progress_bar()
-    return CrossEncoder(c.cross_model, c.backend, dtype=None if c.half_precision else torch.float32,
-                        batch_size=c.cross_batch_size, features_dir=c.features_dir, dataset=dataset,
-                        store_kv=c.store_kv, cpu_bf16=c.cpu_bf16, cpu_int8=c.cpu_int8,
-                        device_store_bytes=c.device_store_mb and c.device_store_mb * 2**20, **_runtime(config))
+    ce = CrossEncoder(c.cross_model, c.backend, dtype=None if c.half_precision else torch.float32,
+                      batch_size=c.cross_batch_size, features_dir=c.features_dir, dataset=dataset,
+                      store_kv=c.store_kv, cpu_bf16=c.cpu_bf16, cpu_int8=c.cpu_int8, cuda_graphs=c.cuda_graphs,
+                      device_store_bytes=c.device_store_mb and c.device_store_mb * 2**20, **_runtime(config))
+    if c.gallery_on_device and dataset is not None and ce.device.type == 'cuda' and not c.device_store_mb:
+        gallery_on_device(ce, len(dataset), c.features_dir)
+    return ce
+
+# %% ../nbs/06a_build.ipynb #b0d1c002
+log = logging.getLogger(__name__)
+
+def gallery_on_device(ce:CrossEncoder, n_images:int, features_dir=None)->bool:
+    "Move `ce`'s store to its device, sized for `n_images` images, when they fit (`device_budget`); logs the choice"
+    one = ce.image_features([Image.new('RGB', (32, 32))])[0]
+    budget, why = device_budget(n_images * one.numel() * one.element_size(), ce.batcher.free_bytes())
+    (log.info if budget else log.warning)(why)
+    if budget: ce.store = FeatureStore(budget, features_dir, ce.model_id, device=ce.device)
+    return budget is not None
 
 # %% ../nbs/06a_build.ipynb #03fb4847
 def load_dataset(config:HybridConfig)->ImageDataset:

@@ -11,9 +11,9 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # before torch loads OpenM
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PACKAGE_DIR', 'INDEX_TYPES', 'IVF_TYPES', 'FUSIONS', 'HybridRetrievalError', 'ModelLoadError', 'check_text',
-           'check_positive_int', 'short', 'one_line', 'display_path', 'display_id', 'model_identity', 'same_model',
-           'Table', 'format_table', 'human_bytes']
+__all__ = ['PACKAGE_DIR', 'INDEX_TYPES', 'IVF_TYPES', 'FUSIONS', 'GRAPH_MODES', 'HybridRetrievalError', 'ModelLoadError',
+           'check_text', 'check_positive_int', 'short', 'one_line', 'display_path', 'display_id', 'model_identity',
+           'same_model', 'Table', 'format_table', 'human_bytes']
 
 # %% ../nbs/00_core.ipynb #da2437d2
 class HybridRetrievalError(Exception):
@@ -106,3 +106,4 @@ def human_bytes(n:int|float)->str:
 INDEX_TYPES = ('flat', 'hnsw', 'ivfflat', 'ivfpq')   # FAISS index types (the index chapter builds them)
 IVF_TYPES = ('ivfflat', 'ivfpq')                     # trained, with inverted lists (which may live on disk)
 FUSIONS = ('replace', 'weighted', 'rank_fusion', 'sum')   # how stage 2's score meets stage 1's (the hybrid engine)
+GRAPH_MODES = ('eager', 'static', 'graphs', 'compile')   # how stage 2 runs on CUDA (the static-shapes chapter)

@@ -20,6 +20,7 @@ from .images import load_image, to_rgb
 from .data import ImageDataset
 from .feature_store import FeatureStore, image_key
 from .batching import Batcher
+from .static_shapes import StaticRunner
 from .hub import load_pretrained
 
 # %% auto #0
@@ -75,16 +76,16 @@ class CrossEncoder:
                  store_kv:bool=False,            # ITM: also store each image's cross-attention keys and values
                  device_store_bytes:int|None=None, # keep stored features on `device`, up to this many bytes
                  cpu_bf16:bool=False,            # dtype None on a CPU with native bfloat16: use it
-                 cpu_int8:bool=False):           # on a CPU: the text-image pass's linear layers in dynamic int8
+                 cpu_int8:bool=False,            # on a CPU: the text-image pass's linear layers in dynamic int8
+                 cuda_graphs:str='eager'):       # stage 2 at fixed shapes: 'static', 'graphs', 'compile'
         for name,v in (('batch_size', batch_size), ('image_batch_size', image_batch_size)):
             if v is not None: check_positive_int(v, name)   # None: sized by memory; 0 would never advance
         if cpu_int8 and (cpu_bf16 or dtype not in (None, torch.float32)):
             raise ValueError('cpu_int8 quantises a float32 model: it cannot be combined with cpu_bf16 or another dtype')
         self.model_id,self.device = str(model_id),default_device(device)
         self.cpu_int8 = cpu_int8 and self.device.type == 'cpu'   # CUDA runs half precision instead
-        half = half_dtype(self.device) if self.device.type == 'cuda' or cpu_bf16 else None
-        self.dtype = dtype or half or torch.float32
-        self.batch_size,self.image_batch_size = batch_size,image_batch_size
+        self.dtype = dtype or (cpu_bf16 or self.device.type == 'cuda') and half_dtype(self.device) or torch.float32
+        self.batch_size,self.image_batch_size,self.cuda_graphs = batch_size,image_batch_size,cuda_graphs
         self.batcher = Batcher(self.device, self.model_id)   # sizes the batches, learns memory per item on CUDA
         self.dataset,self.use_enc_token,self.show_progress,self.store_kv = dataset,use_enc_token,show_progress,store_kv
         on_device = self.device if device_store_bytes else None
@@ -108,6 +109,8 @@ class CrossEncoder:
         self.processor,self.tokenizer = processor,processor.tokenizer
         self.vision_width = model.config.vision_config.hidden_size
         self.enc_token_id = self._find_enc_token() if backend == 'blip-itm' and self.use_enc_token else None
+        self.runner = StaticRunner(lambda *a: self.pair_logits(*a), self.device, self.cuda_graphs,   # `pair_logits`
+                                   self.tokenizer.pad_token_id)
         if self.store_kv: self._install_kv()
 
     @classmethod
@@ -176,8 +179,7 @@ def image_features(self:CrossEncoder, images:list)->list[torch.Tensor]:
     found = {k: f for k in dict.fromkeys(keys) if (f := self.store.get(k)) is not None}
     todo = [k for k in dict.fromkeys(keys) if k not in found]
     if todo:
-        first = {}
-        for k,im in zip(keys, resolved): first.setdefault(k, im)
+        first = dict(reversed(list(zip(keys, resolved))))   # each key's first image
         decoded = [to_rgb(first[k]) if isinstance(first[k], Image.Image) else load_image(first[k]) for k in todo]
         for k,f in zip(todo, self._encode_vision(decoded)): found[k] = self.store.put(k, f.clone())
     return [found[k] for k in keys]
@@ -204,8 +206,7 @@ def _query_output(model, feats:torch.Tensor)->torch.Tensor:
 @patch
 def _blip2_itm(self:CrossEncoder, ids, mask, feats):
     m = self.model
-    queries = m.query_tokens.expand(feats.shape[0], -1, -1)
-    nq = queries.shape[1]
+    queries, nq = m.query_tokens.expand(feats.shape[0], -1, -1), m.query_tokens.shape[1]
     mask = torch.cat([torch.ones((feats.shape[0], nq), dtype=mask.dtype, device=mask.device), mask], dim=1)
     embeds = m.embeddings(input_ids=ids, query_embeds=queries)
     out = m.qformer(query_embeds=embeds, query_length=nq, attention_mask=mask, encoder_hidden_states=feats,
@@ -296,7 +297,7 @@ def _pair_scores(self:CrossEncoder, texts:list[str], feats:list[torch.Tensor], k
     feats = self._feature_batches(feats)
     def run(s, e):
         ids, mask = self.tokenize(texts[s:e])
-        out = self.pair_logits(ids, mask, feats(s, e), kind)
+        out = self.runner(ids, mask, feats(s, e), kind)   # `pair_logits`, at fixed shapes when asked
         if kind == 'itm': out = out.softmax(dim=-1)[:, 1]
         elif kind == 'itm_logit': out = out[:, 1]
         return out.cpu()
@@ -445,6 +446,5 @@ def image_embeddings(self:CrossEncoder, images:list)->np.ndarray:
 @patch
 def release(self:CrossEncoder):
     "Drop the in-memory features and the model, and return cached GPU memory to the driver"
-    self.store.clear()
-    self.model = None
+    self.store.clear(); self.model = None
     if self.device.type == 'cuda': torch.cuda.empty_cache()

@@ -18,7 +18,7 @@ from .files import atomic_write, sha256_str, model_dir, file_stamp
 from .images import ImageLoadError
 
 # %% auto #0
-__all__ = ['log', 'image_key', 'FeatureStore']
+__all__ = ['log', 'image_key', 'FeatureStore', 'device_budget']
 
 # %% ../nbs/03a_feature_store.ipynb #e3a10005
 log = logging.getLogger(__name__)
@@ -112,3 +112,12 @@ def put(self:FeatureStore, key:str, feats:torch.Tensor)->torch.Tensor:
 def clear(self:FeatureStore):
     "Forget the in-memory features (disk files stay)"
     self._mem.clear(); self.nbytes = 0
+
+# %% ../nbs/03a_feature_store.ipynb #e3a1d002
+def device_budget(needed:int, free:int, share:float=0.5)->tuple[int|None,str]:
+    "GPU bytes for features taking `needed` bytes when they fit in `share` of `free` (else None), and why, in words"
+    if needed <= free * share:
+        return int(needed * 1.1), (f"keeping the gallery's stage-2 features in GPU memory: {human_bytes(needed)}, "
+                                   f"{human_bytes(free)} free")
+    return None, (f"keeping the gallery's stage-2 features in host memory: {human_bytes(needed)} is more than "
+                  f"{share:.0%} of the {human_bytes(free)} free on the GPU")

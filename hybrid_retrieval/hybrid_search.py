@@ -403,8 +403,8 @@ def batch_text_to_image_search(self:HybridSearchEngine, queries:list[str], k1:in
         union = dict.fromkeys(i for c in cands for i,_ in c)
         try: ce.image_features([self.dataset.path(i) for i in union])
         except Exception as e: log.warning("pre-computing candidate features failed (%s)", e)
-    pairs = min(k1, self._k_itm() or k1)   # the pairs each query sends to the matching head
-    per = max(1, (ce.batch_size or GROUP_PAIRS) // pairs) if ce is not None else len(todo)   # queries per stage-2 call
+    one = ce is None or self.config.one_pass and ce.batcher.on_cuda()   # one call, passes sized by free memory
+    per = len(todo) if one else max(1, (ce.batch_size or GROUP_PAIRS) // min(k1, self._k_itm() or k1))   # per call
     groups = [list(range(s, min(s + per, len(todo)))) for s in range(0, len(todo), per)]
     for g in tqdm(groups, desc='re-ranking', disable=not self.config.show_progress or len(groups) < 2):
         scores, shared_s = self._shared_stage2([queries[todo[j]] for j in g], [cands[j] for j in g])

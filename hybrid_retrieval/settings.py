@@ -10,7 +10,7 @@ import os, re, copy, numbers, warnings
 from dataclasses import dataclass
 from typing import Callable
 from fastcore.basics import patch
-from .core import check_positive_int, short, FUSIONS, INDEX_TYPES
+from .core import check_positive_int, short, FUSIONS, INDEX_TYPES, GRAPH_MODES
 
 # %% auto #0
 __all__ = ['SETTINGS', 'Setting', 'expand_env', 'allowed_values', 'check_setting', 'check_k', 'register_setting',
@@ -76,7 +76,10 @@ def allowed_values(s:Setting)->tuple|None:
 def check_setting(s:Setting, value, where:str|None=None):
     "`value` if it suits `s` (a float as a float), else raise ValueError naming it as `where` (default: its name)"
     where = where or s.name
-    if not _type_ok(value, s.type): raise ValueError(f"{where} must be {_expected(s.type)}, got {short(value)}")
+    if not _type_ok(value, s.type):
+        quoted = isinstance(value, bool) and s.type.startswith('str')   # `off` read as false, meant as a word
+        quote = ' (YAML reads off, on, yes, no as booleans: put it in quotes)' if quoted else ''
+        raise ValueError(f"{where} must be {_expected(s.type)}, got {short(value)}{quote}")
     if value is None: return None
     if s.pytype is int: value = check_positive_int(value, where)   # a numpy integer as an int
     if s.pytype is float: value = float(value)
@@ -140,6 +143,8 @@ for _s in [
     Setting('pretrained', 'stage1.pretrained', 'str|None', 'openai', 'open_clip pretrained tag or checkpoint file',
             cli=('config',)),
     Setting('clip_batch_size', 'stage1.batch_size', 'int', 64, 'images / texts per CLIP forward pass'),
+    Setting('gpu_decode', 'stage1.gpu_decode', 'bool', False, 'CUDA: decode JPEGs and resize them on the GPU '
+            "(torchvision), other files on the CPU", cli=('index',)),
     Setting('k2', 'stage2.k2', 'int', 10, 'results', engine=True, cli=('search',), query=True),
     Setting('k_itm', 'stage2.k_itm', 'int|None', 16, "candidates the cross-encoder's ITM head re-scores: the best "
             "of the k1 by its ITC head; null: all k1", engine=True, cli=('search', 'eval'), query=True),
@@ -163,6 +168,12 @@ for _s in [
             "(faster, 7-25x space)"),
     Setting('device_store_mb', 'stage2.device_store_mb', 'int|None', None, 'keep stored features in GPU memory, up '
             'to this many MB; null: host memory'),
+    Setting('gallery_on_device', 'stage2.gallery_on_device', 'bool', False, "CUDA: keep the gallery's stored features "
+            'in GPU memory when they fit in half the free memory (the choice is logged)'),
+    Setting('cuda_graphs', 'stage2.cuda_graphs', 'str', 'eager', "CUDA: run stage 2 at fixed shapes ('static'), "
+            "replayed as CUDA graphs ('graphs') or through torch.compile ('compile')", allowed=GRAPH_MODES),
+    Setting('one_pass', 'stage2.one_pass', 'bool', False, "CUDA: a batch of queries' pairs in one stage-2 call, "
+            'passes sized by free memory; false: 1,024 pairs a call', engine=True),
     Setting('fusion', 'fusion.method', 'str', 'replace', "how stage 1's and stage 2's scores combine",
             allowed=FUSIONS, engine=True, cli=('search',), query=True),
     Setting('alpha', 'fusion.alpha', 'float', 0.5, "'weighted' fusion: the cross-encoder's weight (CLIP's: 1 - alpha)",
