@@ -192,14 +192,11 @@ def tokenize(self:CrossEncoder, texts:list[str])->tuple[torch.Tensor,torch.Tenso
     t = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors='pt')
     return t['input_ids'].to(self.device), t['attention_mask'].to(self.device)
 
-# %% ../nbs/04_cross_encoder.ipynb #927a17d5
-def _image_atts(feats): return torch.ones(feats.shape[:-1], dtype=torch.long, device=feats.device)
-
 # %% ../nbs/04_cross_encoder.ipynb #8d9543b8
 def _query_output(model, feats:torch.Tensor)->torch.Tensor:
     "BLIP-2's Q-Former over the image alone: the learned queries' outputs, (n, queries, width)"
     queries = model.query_tokens.expand(feats.shape[0], -1, -1)
-    out = model.qformer(query_embeds=queries, encoder_hidden_states=feats, encoder_attention_mask=_image_atts(feats))
+    out = model.qformer(query_embeds=queries, encoder_hidden_states=feats)
     return out.last_hidden_state
 
 # %% ../nbs/04_cross_encoder.ipynb #d1bee343
@@ -209,8 +206,8 @@ def _blip2_itm(self:CrossEncoder, ids, mask, feats):
     queries, nq = m.query_tokens.expand(feats.shape[0], -1, -1), m.query_tokens.shape[1]
     mask = torch.cat([torch.ones((feats.shape[0], nq), dtype=mask.dtype, device=mask.device), mask], dim=1)
     embeds = m.embeddings(input_ids=ids, query_embeds=queries)
-    out = m.qformer(query_embeds=embeds, query_length=nq, attention_mask=mask, encoder_hidden_states=feats,
-                    encoder_attention_mask=_image_atts(feats)).last_hidden_state
+    out = m.qformer(query_embeds=embeds, query_length=nq, attention_mask=mask, encoder_hidden_states=feats)
+    out = out.last_hidden_state
     return m.itm_head(out[:, :nq, :].to(m.itm_head.weight.dtype)).mean(dim=1).float()
 
 # %% ../nbs/04_cross_encoder.ipynb #4f9cc7ce
@@ -226,8 +223,7 @@ def _blip2_itc(self:CrossEncoder, ids, mask, feats):
 @patch
 def _blip_itm(self:CrossEncoder, ids, mask, feats):
     if self.enc_token_id is not None: ids = ids.clone(); ids[:, 0] = self.enc_token_id
-    out = self.model.text_encoder(input_ids=ids, attention_mask=mask, encoder_hidden_states=feats,
-                                  encoder_attention_mask=_image_atts(feats)).last_hidden_state
+    out = self.model.text_encoder(input_ids=ids, attention_mask=mask, encoder_hidden_states=feats).last_hidden_state
     return self.model.itm_head(out[:, 0, :]).float()
 
 @patch

@@ -55,6 +55,8 @@ class StaticRunner:
             mode = 'eager'
         self.fn,self.mode,self.pad_id,self.graphs,self._pool = fn,mode,pad_id or 0,OrderedDict(),None
         self.compiled = torch.compile(fn, mode='reduce-overhead', dynamic=False) if mode == 'compile' else None
+        if mode == 'compile':   # a compiled graph per bucket: as many as 'graphs' keeps (dynamo's own limit is 8)
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, self.max_graphs)
     def __repr__(self): return f"StaticRunner({self.mode!r}, {str(self.device)!r}, {len(self.graphs)} graphs)"
 
 # %% ../nbs/03d_static_shapes.ipynb #24ac1c55
@@ -63,11 +65,11 @@ def _shape_key(args:list, kind:str)->tuple: return (kind,) + tuple((tuple(a.shap
 @patch
 def _run_static(self:StaticRunner, args:list, kind:str)->torch.Tensor:
     if self.mode == 'static': return self.fn(*args, kind)
-    if self.mode == 'compile': return self.compiled(*args, kind).clone()
-    try: return self._replay(args, kind)
+    try: return self.compiled(*args, kind).clone() if self.mode == 'compile' else self._replay(args, kind)
     except Exception as e:   # out of memory is the batcher's to handle (it halves the batch)
         if isinstance(e, torch.cuda.OutOfMemoryError): raise
-        log.warning("capturing stage 2 in a CUDA graph failed (%s): running it at fixed shapes without graphs", e)
+        what = 'compiling stage 2' if self.mode == 'compile' else 'capturing stage 2 in a CUDA graph'
+        log.warning("%s failed (%s): running it at fixed shapes, eagerly", what, (str(e).splitlines() or [''])[0])
         self.mode = 'static'; self.graphs.clear()
         return self.fn(*args, kind)
 

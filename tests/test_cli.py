@@ -143,3 +143,19 @@ def test_a_siglip_shaped_stage_one_indexes_and_searches_the_toy_gallery(env, tmp
     got = json.loads(done.stdout)
     assert len(got['results']) == 5 and not got['fallback'] and got['k1'] == 10
     assert {r['image_id'] for r in got['results']} <= set(toy.image_ids)
+
+
+def test_gpu_settings_on_a_machine_without_one_say_so_and_run_the_cpu_paths(env, tmp_path):
+    "A configuration written for a GPU (JPEGs decoded there, stage 2 in CUDA graphs, one-pass batches) still runs"
+    tmp, environ = env
+    gpu = tmp_path/'gpu.yaml'
+    gpu.write_text((tmp/'config.yaml').read_text().replace('stage2: {', 'stage2: {cuda_graphs: graphs, one_pass: true, '
+                                                           'gallery_on_device: true, ') + '  device: cpu\n')
+    args = ('--config', str(gpu), '--index', str(tmp_path/'idx'))
+    done = cli(environ, 'index', '--sample', str(tmp_path/'sample'), '--gpu-decode', *args)
+    assert done.returncode == 0 and 'indexed 36 images' in done.stdout, done.stderr
+    assert 'gpu_decode: no CUDA device; decoding images on the CPU' in done.stderr
+    done = cli(environ, 'search', 'a red circle', '--k2', '3', '--format', 'json', *args)
+    assert done.returncode == 0, done.stderr
+    assert "cuda_graphs='graphs' needs a CUDA device" in done.stderr and 'Traceback' not in done.stderr
+    assert len(json.loads(done.stdout)['results']) == 3 and not json.loads(done.stdout)['fallback']

@@ -352,6 +352,10 @@ def test_oversized_config_file_is_refused(tmp_path):
     ('hybrid_search: {stage2: {k2: true}}', 'hybrid_search.stage2.k2 must be an integer, got True'),
     ('hybrid_search: {fusion: {alpha: 2}}', 'hybrid_search.fusion.alpha must be between 0 and 1, got 2.0'),
     ('hybrid_search: {stage1: [1, 2]}', 'hybrid_search.stage1 must be a mapping, got list'),
+    ('hybrid_search: {stage2: {cuda_graphs: off}}',   # YAML reads an unquoted off as false
+     "hybrid_search.stage2.cuda_graphs must be a string, got False (YAML reads off, on, yes, no as booleans: put it in quotes)"),
+    ('hybrid_search: {stage2: {cuda_graphs: fast}}',
+     "hybrid_search.stage2.cuda_graphs must be one of ['eager', 'static', 'graphs', 'compile'], got 'fast'"),
 ])
 def test_each_config_value_error_names_key_value_and_expectation(tmp_path, text, message):
     (tmp_path/'c.yaml').write_text(text)
