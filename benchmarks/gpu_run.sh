@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement the GPU paths need, in one run (about five minutes on an H200):
+# Every GPU measurement the GPU paths need, in one run (estimated at five to eight minutes on an H200; not yet run):
 #   1. benchmarks/cuda_check.py: the CUDA paths (fixed shapes, CUDA graphs, torch.compile, features on the device, one-pass
 #      batches, JPEG decoding on the GPU) give the CPU's answers -> results/cuda_check.json; exits non-zero if not;
 #   2. benchmarks/suite.py --device cuda: embedding, e2e and the gpu_paths section side by side with the plain paths, and
