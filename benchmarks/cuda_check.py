@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from hybrid_retrieval.files import atomic_write
 from hybrid_retrieval.data import make_sample_dataset, ImageDataset
+from hybrid_retrieval.images import load_image
 from hybrid_retrieval.bi_encoder import BiEncoder
 from hybrid_retrieval.jpeg_decode import pixel_spec, decode_batch
 from hybrid_retrieval.cross_encoder import CrossEncoder
@@ -56,7 +57,7 @@ def decode_checks(tmp, paths, device):
     bi = BiEncoder(save_tiny_clip(tmp/'clip'), device=device, show_progress=False)
     spec = pixel_spec(bi.preprocess)
     done, pixels, left = decode_batch(jpegs, spec, device)
-    cpu = torch.stack([bi.preprocess(Image.open(j).convert('RGB')) for j in jpegs]).to(device)
+    cpu = torch.stack([bi.preprocess(load_image(j)) for j in jpegs]).to(device)   # the CPU path: Pillow
     levels = (pixels - cpu).abs() * 0.27 * 255
     plain = bi.encode_pixels(cpu); bi.pixel_spec = spec
     gpu = bi.encode_gallery(ImageDataset(tmp, [j.stem for j in jpegs], jpegs)).embeddings

@@ -83,4 +83,4 @@ def decode_batch(items:list, spec:PixelSpec, device:str|torch.device='cuda'
     except RuntimeError: decoded = [_decode_one(d, device) for d in data]   # one bad file fails a batch
     done = [n for n,im in zip(ready, decoded) if im is not None]
     pixels = torch.stack([to_pixels(im, spec) for im in decoded if im is not None]) if done else None
-    return done, pixels, [n for n in range(len(items)) if n not in set(done)]
+    return done, pixels, sorted(set(range(len(items))) - set(done))

@@ -267,10 +267,10 @@ async def _rerank_fields(request:Request, limit:int)->tuple[dict, list]:
     if kind.startswith('multipart/form-data'):
         form = await _form(request, limit, MAX_DOCUMENTS + 1)
         item = lambda v: {'image': v.file.read()} if isinstance(v, UploadFile) else v   # files are spooled in memory
-        docs, top_n = form.getlist('documents'), form.get('top_n')
-        body = {'query': item(form.get('query')), 'documents': [item(d) for d in docs],
-                'return_documents': form.get('return_documents', 'false') == 'true'}
-        if top_n is not None: body['top_n'] = int(top_n) if top_n.isdigit() else top_n
+        docs, top_n, ret = form.getlist('documents'), form.get('top_n'), form.get('return_documents')
+        body = {'query': item(form.get('query')), 'documents': [item(d) for d in docs]}
+        if top_n is not None: body['top_n'] = int(top_n) if isinstance(top_n, str) and top_n.isdigit() else top_n
+        if ret is not None: body['return_documents'] = {'true': True, 'false': False}.get(ret, ret)   # else refused
         return body, [{'filename': d.filename} if isinstance(d, UploadFile) else d for d in docs]
     if not kind.startswith('application/json'):
         raise RequestError(415, "send the request as JSON (or as multipart/form-data with image uploads)")
